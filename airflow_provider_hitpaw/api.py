@@ -1,0 +1,326 @@
+"""The HitPaw wire contract: paths, job states, and turning replies into values or typed errors.
+
+Shared by the sync and async hooks so that both read HitPaw the same way. No I/O here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+from airflow_provider_hitpaw.errors import (
+    ERROR_CODES,
+    HitPawError,
+    HitPawRateLimitError,
+    HitPawResponseError,
+    class_for_code,
+)
+
+DEFAULT_BASE_URL = "https://api-base.hitpaw.com"
+PHOTO_ENHANCER_PATH = "/api/photo-enhancer"
+VIDEO_ENHANCER_PATH = "/api/video-enhancer"
+TASK_STATUS_PATH = "/api/task-status"
+API_KEY_HEADER = "Apikey"
+
+SUCCESS_CODES = (200, 0)
+MAX_MESSAGE_CHARS = 500
+# A job id travels in URLs, logs and XCom: keep it to a sane alphabet and length.
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+class JobStatus(str, Enum):
+    """Every state HitPaw reports for a job, plus UNKNOWN for one nobody has documented yet."""
+
+    WAITING = "WAITING"
+    PENDING = "PENDING"
+    INPUT_PREPARING = "INPUT_PREPARING"
+    CONVERTING = "CONVERTING"
+    CONVERT_COMPLETED = "CONVERT_COMPLETED"
+    OUTPUT_SAVING = "OUTPUT_SAVING"
+    OUTPUT_SAVED = "OUTPUT_SAVED"
+    COMPLETED = "COMPLETED"
+    ERROR = "ERROR"
+    ERROR_INTERRUPTION = "ERROR_INTERRUPTION"
+    TIMEOUT = "TIMEOUT"
+    CANCEL = "CANCEL"
+    REJECT = "REJECT"
+    NSFW = "NSFW"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, value: str) -> JobStatus:
+        """The member for a status string; UNKNOWN for anything undocumented (never success)."""
+        try:
+            member = cls(value.strip().upper())
+        except ValueError:
+            return cls.UNKNOWN
+        return member
+
+    @classmethod
+    def failure_states(cls) -> frozenset[JobStatus]:
+        return _FAILURES
+
+    @property
+    def is_success(self) -> bool:
+        return self is JobStatus.COMPLETED
+
+    @property
+    def is_failure(self) -> bool:
+        return self in _FAILURES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.is_success or self.is_failure
+
+
+_FAILURES = frozenset(
+    {
+        JobStatus.ERROR,
+        JobStatus.ERROR_INTERRUPTION,
+        JobStatus.TIMEOUT,
+        JobStatus.CANCEL,
+        JobStatus.REJECT,
+        JobStatus.NSFW,
+    }
+)
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    """What a submission returns: the job to poll and what it cost."""
+
+    job_id: str
+    consume_coins: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """One answer of ``/api/task-status``.
+
+    :param job_id: the job.
+    :param status: the parsed state (UNKNOWN for an undocumented one).
+    :param raw_status: the state exactly as HitPaw sent it.
+    :param res_url: the result's URL; set only when the job is COMPLETED.
+    :param original_url: the input's URL as HitPaw keeps it.
+    """
+
+    job_id: str
+    status: JobStatus
+    raw_status: str
+    res_url: str | None = None
+    original_url: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def is_success(self) -> bool:
+        return self.status.is_success
+
+    @property
+    def is_failure(self) -> bool:
+        return self.status.is_failure
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "status": self.raw_status,
+            "res_url": self.res_url,
+            "original_url": self.original_url,
+        }
+
+
+def validate_job_id(job_id: object) -> str:
+    from airflow_provider_hitpaw.errors import HitPawValidationError
+
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
+        raise HitPawValidationError(
+            f"job_id must be a HitPaw job id (letters, digits, '-', '_', '.', ':'; at most 128), "
+            f"got {str(job_id)[:80]!r}"
+        )
+    return job_id
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def decode_json(body: bytes) -> Any:
+    """JSON of a body, or raise ValueError (also for non-UTF-8 and empty bodies)."""
+    return json.loads(body.decode("utf-8"))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (only the delta-seconds form; dates are rare here)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86_400 else None
+
+
+def error_from_reply(
+    status_code: int,
+    body: bytes,
+    *,
+    retry_after: str | None = None,
+    job_id: str | None = None,
+) -> HitPawError | None:
+    """The typed error a reply stands for, or None when it is a success envelope.
+
+    Reads every error shape HitPaw is known to send: ``{"error_code", "message"}``,
+    ``{"code", "message"}``, ``{"code", "msg"}``, and HTML or empty bodies from gateways.
+    """
+    payload: Any = None
+    try:
+        payload = decode_json(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+
+    code: int | None = None
+    message: str | None = None
+    if isinstance(payload, dict):
+        code = _as_int(payload.get("error_code"))
+        if code is None:
+            code = _as_int(payload.get("code"))
+        raw_message = payload.get("message", payload.get("msg"))
+        if isinstance(raw_message, str) and raw_message.strip():
+            message = _short(raw_message)
+
+    if 200 <= status_code < 300:
+        if not isinstance(payload, dict):
+            kind = "an empty body" if not body else "a body that is not a JSON object"
+            return HitPawResponseError(
+                f"HitPaw answered HTTP {status_code} with {kind}", status_code=status_code, job_id=job_id
+            )
+        if code is None and "data" in payload:
+            return None  # Success envelope without a code: accepted, fields are checked by the parser.
+        if code in SUCCESS_CODES:
+            return None
+        if code is None:
+            return HitPawResponseError(
+                "HitPaw answered without a code or data", status_code=status_code, job_id=job_id
+            )
+
+    cls = class_for_code(code, status_code)
+    if message is None:
+        if code in ERROR_CODES:
+            message = ERROR_CODES[code][1]
+        elif body and not isinstance(payload, dict):
+            snippet = _short(body[:200].decode("utf-8", "replace"))
+            message = f"HitPaw answered HTTP {status_code} with a non-JSON body: {snippet!r}"
+        else:
+            message = f"HitPaw answered HTTP {status_code}"
+    if cls is HitPawRateLimitError:
+        return HitPawRateLimitError(
+            message,
+            retry_after=parse_retry_after(retry_after),
+            status_code=status_code,
+            code=code,
+            job_id=job_id,
+        )
+    return cls(message, status_code=status_code, code=code, job_id=job_id)
+
+
+def _data(payload: Any, status_code: int, job_id: str | None) -> dict[str, Any]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+        raise HitPawResponseError(
+            "HitPaw's reply has no 'data' object", status_code=status_code, job_id=job_id
+        )
+    return payload["data"]
+
+
+def parse_json_reply(status_code: int, body: bytes, *, job_id: str | None = None) -> Any:
+    try:
+        return decode_json(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HitPawResponseError(
+            "HitPaw's reply is not valid JSON", status_code=status_code, job_id=job_id
+        ) from None
+
+
+def parse_submit_reply(status_code: int, body: bytes) -> SubmittedJob:
+    """A successful submission's ``data``: job_id and consume_coins."""
+    data = _data(parse_json_reply(status_code, body), status_code, None)
+    job_id = data.get("job_id")
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
+        raise HitPawResponseError(
+            f"HitPaw's submit reply has no usable job_id (got {str(job_id)[:80]!r}); a job may "
+            "have been created and charged",
+            status_code=status_code,
+        )
+    coins = data.get("consume_coins", 0)
+    coins_int = _as_int(coins) if coins is not None else 0
+    if coins_int is None or coins_int < 0:
+        raise HitPawResponseError(
+            f"HitPaw's submit reply has an invalid consume_coins {str(coins)[:40]!r}",
+            status_code=status_code,
+            job_id=job_id,
+        )
+    return SubmittedJob(job_id=job_id, consume_coins=coins_int)
+
+
+def _optional_url(data: dict[str, Any], key: str, status_code: int, job_id: str) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise HitPawResponseError(
+            f"HitPaw's status reply has a {key} that is not a string", status_code=status_code, job_id=job_id
+        )
+    return value
+
+
+def parse_status_reply(status_code: int, body: bytes, job_id: str) -> TaskStatus:
+    """A successful status reply's ``data``. A COMPLETED job without an http(s) res_url is malformed."""
+    data = _data(parse_json_reply(status_code, body, job_id=job_id), status_code, job_id)
+    raw = data.get("status")
+    if not isinstance(raw, str) or not raw.strip():
+        raise HitPawResponseError(
+            f"HitPaw's status reply has no status (got {str(raw)[:40]!r})",
+            status_code=status_code,
+            job_id=job_id,
+        )
+    reply_job_id = data.get("job_id", job_id)
+    if reply_job_id not in (None, "", job_id):
+        raise HitPawResponseError(
+            f"HitPaw answered about job {str(reply_job_id)[:80]!r} when asked about {job_id!r}",
+            status_code=status_code,
+            job_id=job_id,
+        )
+    status = JobStatus.parse(raw)
+    res_url = _optional_url(data, "res_url", status_code, job_id)
+    original_url = _optional_url(data, "original_url", status_code, job_id)
+    if status.is_success and (res_url is None or not res_url.startswith(("https://", "http://"))):
+        raise HitPawResponseError(
+            "HitPaw reports the job COMPLETED but gives no http(s) res_url",
+            status_code=status_code,
+            job_id=job_id,
+        )
+    return TaskStatus(
+        job_id=job_id,
+        status=status,
+        raw_status=raw.strip()[:64],
+        res_url=res_url if status.is_success else None,
+        original_url=original_url,
+    )

@@ -1,0 +1,213 @@
+"""Typed exceptions for every way a HitPaw request can fail.
+
+All of them derive from :class:`HitPawError`, itself an ``AirflowException``, so an Airflow
+``retry_policy`` (or a plain ``except``) can tell a bad key from an empty wallet from a flaky gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+
+class HitPawError(AirflowException):
+    """Base class of every HitPaw error.
+
+    :param message: what went wrong, in words (never the API key).
+    :param status_code: the HTTP status of the reply, when there was one.
+    :param code: HitPaw's error code (for instance 110400005), when the reply carried one.
+    :param job_id: the job concerned, when known.
+    """
+
+    #: Whether trying the same request again later can succeed.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: int | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.job_id = job_id
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        details = []
+        if self.status_code is not None:
+            details.append(f"HTTP {self.status_code}")
+        if self.code is not None:
+            details.append(f"code {self.code}")
+        if self.job_id:
+            details.append(f"job {self.job_id}")
+        suffix = f" ({', '.join(details)})" if details else ""
+        return f"{self.message}{suffix}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the keyword-only attributes when the error is pickled (Airflow does so across processes).
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[HitPawError], message: str, state: dict[str, Any]) -> HitPawError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    err.args = (err._describe(),)
+    return err
+
+
+class HitPawAuthError(HitPawError):
+    """The API key is missing, invalid or expired, or it may not use this resource."""
+
+
+class HitPawInsufficientCoinsError(HitPawError):
+    """The account has not enough coins, or the demo's tries are used up."""
+
+
+class HitPawRateLimitError(HitPawError):
+    """HitPaw answered 429: too many requests. Safe to try again after a pause.
+
+    :param retry_after: seconds HitPaw asked to wait, when it said.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class HitPawInvalidRequestError(HitPawError):
+    """HitPaw refused the request itself: model, extension, URL, resolution or duration."""
+
+
+class HitPawValidationError(HitPawInvalidRequestError, ValueError):
+    """Refused by this provider before any request was sent, so nothing was charged."""
+
+
+class HitPawTaskNotFoundError(HitPawError):
+    """HitPaw does not know the job id (wrong id, another account's job, or a forgotten job)."""
+
+
+class HitPawJobFailedError(HitPawError):
+    """The job ended without a result (ERROR, TIMEOUT, CANCEL, REJECT, NSFW, ...).
+
+    :param job_status: the HitPaw status the job ended in, when known.
+    """
+
+    def __init__(self, message: str, *, job_status: str | None = None, **kwargs: Any) -> None:
+        self.job_status = job_status
+        super().__init__(message, **kwargs)
+
+    def _describe(self) -> str:
+        text = super()._describe()
+        return f"{text} [status {self.job_status}]" if self.job_status else text
+
+
+class HitPawServerError(HitPawError):
+    """HitPaw failed on its side (HTTP 5xx or a 1005xxxxx code)."""
+
+    retryable = True
+
+
+class HitPawConnectionError(HitPawError):
+    """HitPaw could not be reached, or the reply did not arrive in time."""
+
+    retryable = True
+
+
+class HitPawResponseError(HitPawError):
+    """The reply was not what the API contract describes (not JSON, missing fields, wrong types)."""
+
+
+class HitPawSubmitOutcomeUnknownError(HitPawError):
+    """A submission went out but its reply was lost: a job MAY have been created and charged.
+
+    It is never retried automatically, since HitPaw has no idempotency key and a second
+    submission is a second charge. Check the account's usage before submitting again.
+
+    :param img_url: the media URL of the submission, to recognise the job by.
+    :param model_name: the model of the submission.
+    """
+
+    def __init__(
+        self, message: str, *, img_url: str | None = None, model_name: str | None = None, **kwargs: Any
+    ) -> None:
+        self.img_url = img_url
+        self.model_name = model_name
+        super().__init__(message, **kwargs)
+
+
+class HitPawWaitTimeoutError(HitPawError):
+    """A job did not reach a final state before the deadline. The job may still finish at HitPaw."""
+
+
+# HitPaw's documented codes: class and the message of the document.
+ERROR_CODES: dict[int, tuple[type[HitPawError], str]] = {
+    100400000: (HitPawAuthError, "No access"),
+    100400001: (HitPawInvalidRequestError, "Invalid URL"),
+    100400002: (HitPawInvalidRequestError, "Bad Request"),
+    100401000: (HitPawAuthError, "Token is expired"),
+    100403000: (HitPawInvalidRequestError, "Invalid request parameters"),
+    100403001: (HitPawAuthError, "Access denied"),
+    100403002: (HitPawAuthError, "You don't have permission to access this resource"),
+    100429000: (HitPawRateLimitError, "Too many requests, please try again later"),
+    100500000: (HitPawServerError, "Internal error"),
+    100500001: (HitPawServerError, "Database error"),
+    100500002: (HitPawServerError, "Cache error"),
+    100500003: (HitPawServerError, "Failed to create file"),
+    100500004: (HitPawServerError, "Signature verification failed"),
+    100500005: (HitPawServerError, "Configuration error"),
+    100500006: (HitPawServerError, "Unknown error"),
+    100500007: (HitPawServerError, "Operation timeout"),
+    110400000: (HitPawAuthError, "api_key is not valid"),
+    110400002: (HitPawTaskNotFoundError, "The task does not exist"),
+    110400003: (HitPawJobFailedError, "The task failed, please try again"),
+    110400005: (HitPawInvalidRequestError, "The model is not supported, please try again"),
+    110400007: (HitPawInvalidRequestError, "The extension is not valid"),
+    110400008: (HitPawInvalidRequestError, "The video URL is not valid"),
+    110400009: (HitPawInvalidRequestError, "The input resolution is over limit"),
+    110400010: (HitPawInvalidRequestError, "The target resolution is over limit"),
+    110400011: (HitPawInvalidRequestError, "The video duration is over limit"),
+    110402000: (HitPawInsufficientCoinsError, "The coins are not enough"),
+    110402001: (HitPawInsufficientCoinsError, "The coins are not enough"),
+    110402004: (HitPawInsufficientCoinsError, "The Demo try times exceeded"),
+}
+
+# The HTTP status each documented code comes with.
+ERROR_CODE_HTTP_STATUS: dict[int, int] = {code: (code // 1000) % 1000 for code in ERROR_CODES}
+
+
+def class_for_http_status(status_code: int | None) -> type[HitPawError]:
+    """The error class for a reply that carried no HitPaw code we know."""
+    if status_code is None:
+        return HitPawResponseError
+    if status_code in (401, 403):
+        return HitPawAuthError
+    if status_code == 402:
+        return HitPawInsufficientCoinsError
+    if status_code == 429:
+        return HitPawRateLimitError
+    if status_code == 404:
+        return HitPawResponseError
+    if 400 <= status_code < 500:
+        return HitPawInvalidRequestError
+    if status_code >= 500:
+        return HitPawServerError
+    return HitPawResponseError
+
+
+def class_for_code(code: int | None, status_code: int | None) -> type[HitPawError]:
+    """The error class for a HitPaw code; an unlisted code is classed by the HTTP status it encodes."""
+    if code is not None and code in ERROR_CODES:
+        return ERROR_CODES[code][0]
+    if code is not None and 100_000_000 <= code <= 999_999_999:
+        encoded = (code // 1000) % 1000
+        if 400 <= encoded <= 599:
+            return class_for_http_status(encoded)
+    return class_for_http_status(status_code)

@@ -1,0 +1,150 @@
+"""Trigger that waits for a HitPaw job in the triggerer, freeing the worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_hitpaw.api import TaskStatus
+from airflow_provider_hitpaw.errors import HitPawError, HitPawRateLimitError
+from airflow_provider_hitpaw.retries import RetryPolicy
+
+#: The longest pause after a run of transient errors.
+MAX_ERROR_BACKOFF_SECONDS = 60.0
+# One attempt per poll: the trigger counts transient errors itself, across polls.
+_SINGLE_ATTEMPT = RetryPolicy(max_attempts=1, max_retry_seconds=0)
+
+
+class HitPawTaskStatusTrigger(BaseTrigger):
+    """Poll ``/api/task-status`` until the job ends, the deadline passes, or errors persist.
+
+    It yields exactly one event, a dict with ``status``:
+
+    - ``success``: ``job_id``, ``hitpaw_status``, ``res_url``, ``original_url``;
+    - ``error``: ``job_id``, ``hitpaw_status`` (when the job failed) or ``error_code`` and
+      ``error_class`` (when a request failed), and ``message``;
+    - ``timeout``: ``job_id``, ``hitpaw_status`` (the last one seen) and ``message``.
+
+    Intermediate and undocumented statuses keep it polling. Transient errors (429, 5xx, network)
+    back off and fail only after ``max_consecutive_errors`` of them in a row.
+
+    :param job_id: the HitPaw job.
+    :param hitpaw_conn_id: the connection; the API key is read from it in the triggerer.
+    :param poll_interval: seconds between two status requests.
+    :param deadline: epoch seconds after which it yields ``timeout``.
+    :param max_consecutive_errors: transient errors in a row that end the wait with ``error``.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        deadline: float,
+        hitpaw_conn_id: str = "hitpaw_default",
+        poll_interval: float = 5.0,
+        max_consecutive_errors: int = 5,
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.deadline = float(deadline)
+        self.hitpaw_conn_id = hitpaw_conn_id
+        self.poll_interval = float(poll_interval)
+        self.max_consecutive_errors = int(max_consecutive_errors)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_id": self.job_id,
+                "deadline": self.deadline,
+                "hitpaw_conn_id": self.hitpaw_conn_id,
+                "poll_interval": self.poll_interval,
+                "max_consecutive_errors": self.max_consecutive_errors,
+            },
+        )
+
+    def _hook(self) -> Any:
+        from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook
+
+        return HitPawAsyncHook(self.hitpaw_conn_id, retry_policy=_SINGLE_ATTEMPT)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        yield TriggerEvent(await self._wait())
+
+    async def _wait(self) -> dict[str, Any]:
+        hook = self._hook()
+        errors_in_a_row = 0
+        last_status: str | None = None
+        while True:
+            if time.time() >= self.deadline:
+                return self._timeout(last_status)
+            try:
+                status: TaskStatus = await hook.get_task_status(self.job_id)
+            except HitPawError as err:
+                if not err.retryable:
+                    return self._request_error(err)
+                errors_in_a_row += 1
+                if errors_in_a_row >= self.max_consecutive_errors:
+                    return self._request_error(err, f" ({errors_in_a_row} transient errors in a row)")
+                pause = self._error_pause(errors_in_a_row, err)
+                self.log.warning(
+                    "HitPaw status of job %s failed (%d of %d allowed in a row): %s; next try in %.1f s",
+                    self.job_id, errors_in_a_row, self.max_consecutive_errors, err, pause,
+                )
+            except Exception as err:  # a bug must still end the wait with an event, not a silent hang
+                self.log.exception("Unexpected error while polling HitPaw job %s", self.job_id)
+                return self._request_error(err)
+            else:
+                errors_in_a_row = 0
+                if status.raw_status != last_status:
+                    self.log.info("HitPaw job %s is %s", self.job_id, status.raw_status)
+                    last_status = status.raw_status
+                if status.is_success:
+                    return {
+                        "status": "success",
+                        "job_id": self.job_id,
+                        "hitpaw_status": status.raw_status,
+                        "res_url": status.res_url,
+                        "original_url": status.original_url,
+                    }
+                if status.is_failure:
+                    return {
+                        "status": "error",
+                        "job_id": self.job_id,
+                        "hitpaw_status": status.raw_status,
+                        "message": f"HitPaw job {self.job_id} ended in {status.raw_status}",
+                    }
+                pause = self.poll_interval
+            await asyncio.sleep(max(0.0, min(pause, self.deadline - time.time())))
+
+    def _error_pause(self, errors_in_a_row: int, err: HitPawError) -> float:
+        pause = min(MAX_ERROR_BACKOFF_SECONDS, self.poll_interval * 2 ** (errors_in_a_row - 1))
+        if isinstance(err, HitPawRateLimitError) and err.retry_after is not None:
+            pause = max(pause, err.retry_after)
+        return pause
+
+    def _request_error(self, err: BaseException, note: str = "") -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "status": "error",
+            "job_id": self.job_id,
+            "error_class": type(err).__name__,
+            "message": f"{err}{note}",
+        }
+        if isinstance(err, HitPawError):
+            event["error_code"] = err.code
+            event["http_status"] = err.status_code
+        return event
+
+    def _timeout(self, last_status: str | None) -> dict[str, Any]:
+        return {
+            "status": "timeout",
+            "job_id": self.job_id,
+            "hitpaw_status": last_status,
+            "message": (
+                f"HitPaw job {self.job_id} had not ended by the deadline (last status: "
+                f"{last_status or 'none seen'}); it may still finish at HitPaw"
+            ),
+        }

@@ -1,0 +1,79 @@
+"""Shared fixtures. The sandbox fixtures live in ``sandbox_fixtures.py``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from scripted_server import ScriptedServer  # noqa: E402
+
+
+def set_hitpaw_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, base_url: str, api_key: str,
+                          **extra: object) -> None:
+    """Define a ``hitpaw`` connection through its ``AIRFLOW_CONN_<ID>`` environment variable."""
+    conn = {"conn_type": "hitpaw", "host": base_url, "password": api_key}
+    if extra:
+        conn["extra"] = extra
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedServer]:
+    server = ScriptedServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def scripted_conn(monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer) -> str:
+    """A connection id pointing at the scripted server, with fast retries."""
+    set_hitpaw_connection(monkeypatch, "hitpaw_scripted", scripted.base_url, "scripted-key",
+                          read_timeout=2, connect_timeout=2)
+    return "hitpaw_scripted"
+
+
+
+
+# -- HitPaw sandbox ---------------------------------------------------------------------------------
+
+SANDBOX_API_KEY = "test-key"
+SANDBOX_COINS = 1000
+SANDBOX_JOB_SECONDS = 0.3
+
+
+def _start_sandbox():  # type: ignore[no-untyped-def]
+    from airflow_provider_hitpaw.sandbox import start_sandbox
+
+    return start_sandbox(api_keys={SANDBOX_API_KEY: SANDBOX_COINS}, job_seconds=SANDBOX_JOB_SECONDS)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[object]:
+    """A fresh HitPaw sandbox (a ``SandboxHandle``) for one test.
+
+    API key ``test-key`` with 1000 coins; jobs take 0.3 s; no faults. ``sandbox.base_url`` is its
+    address, ``sandbox.url(path)`` builds URLs; see ``airflow_provider_hitpaw.sandbox.runner``.
+    """
+    handle = _start_sandbox()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def sandbox_module() -> Iterator[object]:
+    """Like ``sandbox`` but shared by a module's tests: call ``sandbox_module.reset()`` for a clean state."""
+    handle = _start_sandbox()
+    try:
+        yield handle
+    finally:
+        handle.stop()
