@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scripted_server import ScriptedServer  # noqa: E402
+from scripted_server import ScriptedServer
 
 
 def set_hitpaw_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, base_url: str, api_key: str,

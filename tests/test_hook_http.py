@@ -8,7 +8,7 @@ import time
 
 import pytest
 from conftest import set_hitpaw_connection
-from scripted_server import ScriptedServer, Step, ok, status_step
+from scripted_server import Step, ok, status_step
 
 from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH, JobStatus
 from airflow_provider_hitpaw.errors import (

@@ -75,7 +75,7 @@ def test_connection_uri_form(monkeypatch):
 def test_missing_key_is_an_auth_error(monkeypatch):
     set_hitpaw_connection(monkeypatch, "nokey", "https://api-base.hitpaw.com", "")
     with pytest.raises(HitPawAuthError, match="password field"):
-        HitPawHook("nokey").settings  # noqa: B018
+        HitPawHook("nokey").settings
 
 
 def test_connection_is_not_read_in_init(monkeypatch):
@@ -108,7 +108,7 @@ def test_unsafe_or_bad_base_url_is_refused(host):
 def test_bad_extras(monkeypatch, extra):
     set_hitpaw_connection(monkeypatch, "badextra", "https://api-base.hitpaw.com", "k-12345", **extra)
     with pytest.raises(HitPawValidationError):
-        HitPawHook("badextra").settings  # noqa: B018
+        HitPawHook("badextra").settings
 
 
 def test_settings_from_connection_object():
