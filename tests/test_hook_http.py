@@ -284,3 +284,11 @@ def test_key_never_in_errors_or_logs(monkeypatch, scripted, caplog):
     assert scripted.requests[0].headers["Apikey"] == canary
     assert canary not in caplog.text
     assert all(canary not in t for t in texts)
+
+
+def test_a_silent_server_cannot_hold_a_wait_past_its_deadline(hook, scripted):
+    scripted.script(TASK_STATUS_PATH, Step(200, {"code": 200}, delay=10))
+    started = time.monotonic()
+    with pytest.raises((HitPawConnectionError, HitPawWaitTimeoutError)):
+        hook.wait_for_completion("job-1", poll_interval=0.1, deadline=time.time() + 0.8)
+    assert time.monotonic() - started < 2.5

@@ -145,21 +145,27 @@ class HitPawHook(BaseHook):
     def _api_headers(self) -> dict[str, str]:
         return {API_KEY_HEADER: self.settings.api_key, "Content-Type": "application/json"}
 
-    def _post(self, path: str, payload: dict[str, Any]) -> Reply:
+    def _post(self, path: str, payload: dict[str, Any], deadline: float | None = None) -> Reply:
         """POST to the API and read the whole reply within connect + read timeout, at most 1 MiB.
 
-        Redirects are not followed: a POST must not be replayed elsewhere with the key on it.
+        With a ``deadline`` (epoch seconds) the request is also cut off there. Redirects are not
+        followed: a POST must not be replayed elsewhere with the key on it.
         """
-        started = time.monotonic()
+        budget = self.settings.connect_timeout + self.settings.read_timeout
+        connect, read = self._timeout
+        if deadline is not None:
+            remaining = max(0.1, deadline - time.time())
+            budget = min(budget, remaining)
+            connect, read = min(connect, remaining), min(read, remaining)
+        limit = time.monotonic() + budget
         with self.session.post(
             self.settings.base_url + path,
             json=payload,
             headers=self._api_headers(),
-            timeout=self._timeout,
+            timeout=(connect, read),
             allow_redirects=False,
             stream=True,
         ) as response:
-            limit = started + self.settings.connect_timeout + self.settings.read_timeout
             body = _read_capped(response, limit)
             return Reply(response.status_code, body, response.headers)
 
@@ -232,11 +238,11 @@ class HitPawHook(BaseHook):
         """
         validate_job_id(job_id)
         retrying = sync_retrying(self.settings.retry, self.log, "status request", deadline)
-        return retrying(self._status_once, job_id)
+        return retrying(self._status_once, job_id, deadline)
 
-    def _status_once(self, job_id: str) -> TaskStatus:
+    def _status_once(self, job_id: str, deadline: float | None = None) -> TaskStatus:
         try:
-            reply = self._post(TASK_STATUS_PATH, {"job_id": job_id})
+            reply = self._post(TASK_STATUS_PATH, {"job_id": job_id}, deadline)
         except (requests.RequestException, _ReplyTooSlow) as err:
             raise HitPawConnectionError(f"Status request failed: {_brief(err)}", job_id=job_id) from None
         return read_status_reply(reply, job_id)

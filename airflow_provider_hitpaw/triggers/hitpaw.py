@@ -82,7 +82,12 @@ class HitPawTaskStatusTrigger(BaseTrigger):
             if time.time() >= self.deadline:
                 return self._timeout(last_status)
             try:
-                status: TaskStatus = await hook.get_task_status(self.job_id)
+                # A request may not outlive the deadline, whatever the connection's timeouts say.
+                status: TaskStatus = await asyncio.wait_for(
+                    hook.get_task_status(self.job_id), timeout=self.deadline - time.time()
+                )
+            except asyncio.TimeoutError:
+                return self._timeout(last_status)
             except HitPawError as err:
                 if not err.retryable:
                     return self._request_error(err)
