@@ -211,7 +211,7 @@ def error_from_reply(
         if not isinstance(payload, dict):
             kind = "an empty body" if not body else "a body that is not a JSON object"
             return HitPawResponseError(
-                f"HitPaw answered HTTP {status_code} with {kind}", status_code=status_code, job_id=job_id
+                f"HitPaw answered HTTP {status_code} with {kind}", http_status=status_code, job_id=job_id
             )
         if code is None and "data" in payload:
             return None  # Success envelope without a code: accepted, fields are checked by the parser.
@@ -219,7 +219,7 @@ def error_from_reply(
             return None
         if code is None:
             return HitPawResponseError(
-                "HitPaw answered without a code or data", status_code=status_code, job_id=job_id
+                "HitPaw answered without a code or data", http_status=status_code, job_id=job_id
             )
 
     cls = class_for_code(code, status_code)
@@ -235,17 +235,17 @@ def error_from_reply(
         return HitPawRateLimitError(
             message,
             retry_after=parse_retry_after(retry_after),
-            status_code=status_code,
+            http_status=status_code,
             code=code,
             job_id=job_id,
         )
-    return cls(message, status_code=status_code, code=code, job_id=job_id)
+    return cls(message, http_status=status_code, code=code, job_id=job_id)
 
 
 def _data(payload: Any, status_code: int, job_id: str | None) -> dict[str, Any]:
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
         raise HitPawResponseError(
-            "HitPaw's reply has no 'data' object", status_code=status_code, job_id=job_id
+            "HitPaw's reply has no 'data' object", http_status=status_code, job_id=job_id
         )
     return payload["data"]
 
@@ -255,7 +255,7 @@ def parse_json_reply(status_code: int, body: bytes, *, job_id: str | None = None
         return decode_json(body)
     except (ValueError, UnicodeDecodeError):
         raise HitPawResponseError(
-            "HitPaw's reply is not valid JSON", status_code=status_code, job_id=job_id
+            "HitPaw's reply is not valid JSON", http_status=status_code, job_id=job_id
         ) from None
 
 
@@ -267,14 +267,14 @@ def parse_submit_reply(status_code: int, body: bytes) -> SubmittedJob:
         raise HitPawResponseError(
             f"HitPaw's submit reply has no usable job_id (got {str(job_id)[:80]!r}); a job may "
             "have been created and charged",
-            status_code=status_code,
+            http_status=status_code,
         )
     coins = data.get("consume_coins", 0)
     coins_int = _as_int(coins) if coins is not None else 0
     if coins_int is None or coins_int < 0:
         raise HitPawResponseError(
             f"HitPaw's submit reply has an invalid consume_coins {str(coins)[:40]!r}",
-            status_code=status_code,
+            http_status=status_code,
             job_id=job_id,
         )
     return SubmittedJob(job_id=job_id, consume_coins=coins_int)
@@ -286,7 +286,7 @@ def _optional_url(data: dict[str, Any], key: str, status_code: int, job_id: str)
         return None
     if not isinstance(value, str):
         raise HitPawResponseError(
-            f"HitPaw's status reply has a {key} that is not a string", status_code=status_code, job_id=job_id
+            f"HitPaw's status reply has a {key} that is not a string", http_status=status_code, job_id=job_id
         )
     return value
 
@@ -298,14 +298,14 @@ def parse_status_reply(status_code: int, body: bytes, job_id: str) -> TaskStatus
     if not isinstance(raw, str) or not raw.strip():
         raise HitPawResponseError(
             f"HitPaw's status reply has no status (got {str(raw)[:40]!r})",
-            status_code=status_code,
+            http_status=status_code,
             job_id=job_id,
         )
     reply_job_id = data.get("job_id", job_id)
     if reply_job_id not in (None, "", job_id):
         raise HitPawResponseError(
             f"HitPaw answered about job {str(reply_job_id)[:80]!r} when asked about {job_id!r}",
-            status_code=status_code,
+            http_status=status_code,
             job_id=job_id,
         )
     status = JobStatus.parse(raw)
@@ -314,7 +314,7 @@ def parse_status_reply(status_code: int, body: bytes, job_id: str) -> TaskStatus
     if status.is_success and (res_url is None or not res_url.startswith(("https://", "http://"))):
         raise HitPawResponseError(
             "HitPaw reports the job COMPLETED but gives no http(s) res_url",
-            status_code=status_code,
+            http_status=status_code,
             job_id=job_id,
         )
     return TaskStatus(

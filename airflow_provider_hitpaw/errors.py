@@ -15,7 +15,7 @@ class HitPawError(AirflowException):
     """Base class of every HitPaw error.
 
     :param message: what went wrong, in words (never the API key).
-    :param status_code: the HTTP status of the reply, when there was one.
+    :param http_status: the HTTP status of the reply, when there was one.
     :param code: HitPaw's error code (for instance 110400005), when the reply carried one.
     :param job_id: the job concerned, when known.
     """
@@ -27,20 +27,20 @@ class HitPawError(AirflowException):
         self,
         message: str,
         *,
-        status_code: int | None = None,
+        http_status: int | None = None,
         code: int | None = None,
         job_id: str | None = None,
     ) -> None:
         self.message = message
-        self.status_code = status_code
+        self.http_status = http_status
         self.code = code
         self.job_id = job_id
         super().__init__(self._describe())
 
     def _describe(self) -> str:
         details = []
-        if self.status_code is not None:
-            details.append(f"HTTP {self.status_code}")
+        if self.http_status is not None:
+            details.append(f"HTTP {self.http_status}")
         if self.code is not None:
             details.append(f"code {self.code}")
         if self.job_id:

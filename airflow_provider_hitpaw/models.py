@@ -9,9 +9,11 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from airflow_provider_hitpaw.errors import HitPawValidationError
+if TYPE_CHECKING:
+    from airflow_provider_hitpaw.errors import HitPawValidationError
 
 
 class ModelKind(str, Enum):
@@ -127,6 +129,13 @@ MODEL_ALIASES: dict[str, str] = {
 MODELS: dict[str, ModelSpec] = {m.name: m for m in PHOTO_MODELS + VIDEO_MODELS}
 
 
+def _invalid(message: str) -> HitPawValidationError:
+    """The typed error, imported on first use so that the sandbox can use this catalog without Airflow."""
+    from airflow_provider_hitpaw.errors import HitPawValidationError
+
+    return HitPawValidationError(message)
+
+
 def get_model(name: str) -> ModelSpec | None:
     """Return the spec of a known model (or of an alias of one), else None."""
     spec = MODELS.get(name)
@@ -153,9 +162,9 @@ def validate_model_name(
     :raises HitPawValidationError: for a missing, mistyped or unknown name.
     """
     if not isinstance(model_name, str) or not model_name.strip():
-        raise HitPawValidationError(f"model_name must be a non-empty string, got {model_name!r}")
+        raise _invalid(f"model_name must be a non-empty string, got {model_name!r}")
     if model_name != model_name.strip():
-        raise HitPawValidationError(f"model_name {model_name!r} has leading or trailing white space")
+        raise _invalid(f"model_name {model_name!r} has leading or trailing white space")
     spec = get_model(model_name)
     family = VIDEO_MODELS if video else PHOTO_MODELS
     names = [m.name for m in family]
@@ -163,13 +172,13 @@ def validate_model_name(
         return spec
     if spec is not None:
         kind = "a video" if spec.is_video else "a photo"
-        raise HitPawValidationError(
+        raise _invalid(
             f"model_name {model_name!r} is {kind} model; valid {'video' if video else 'photo'} "
             f"models: {', '.join(names)}"
         )
     if allow_unknown_model:
         return None
-    raise HitPawValidationError(
+    raise _invalid(
         f"Unknown HitPaw model {model_name!r}.{_suggestion(model_name, names + list(MODEL_ALIASES))} "
         f"Valid {'video' if video else 'photo'} models: {', '.join(names)}. "
         "Pass allow_unknown_model=True to send a name this provider does not list."
@@ -179,14 +188,14 @@ def validate_model_name(
 def normalize_extension(extension: object) -> str:
     """Return an extension in the form the API takes: lower case with a leading dot (``.jpg``)."""
     if not isinstance(extension, str) or not extension.strip(".").strip():
-        raise HitPawValidationError(
+        raise _invalid(
             f"extension must be a non-empty string such as '.jpg', got {extension!r}"
         )
     ext = extension.strip().lower()
     if not ext.startswith("."):
         ext = "." + ext
     if not ext[1:].isalnum():
-        raise HitPawValidationError(f"extension {extension!r} is not a file extension such as '.jpg'")
+        raise _invalid(f"extension {extension!r} is not a file extension such as '.jpg'")
     return ext
 
 
@@ -204,7 +213,7 @@ def validate_extension(extension: object, spec: ModelSpec | None) -> str:
         hint = ""
         if ext[1:] in PHOTO_INPUT_FORMATS:
             hint = f" {ext} is accepted as input only: pass extension='.png' or '.jpg' for the result."
-        raise HitPawValidationError(
+        raise _invalid(
             f"Extension {ext!r} is not valid for {model}. Valid extensions: "
             f"{', '.join('.' + f for f in allowed)}.{hint}"
         )
@@ -232,23 +241,23 @@ def validate_url(url: object, *, field: str = "img_url") -> str:
     :raises HitPawValidationError: for anything else.
     """
     if not isinstance(url, str) or not url.strip():
-        raise HitPawValidationError(f"{field} must be a non-empty URL string, got {url!r}")
+        raise _invalid(f"{field} must be a non-empty URL string, got {url!r}")
     if len(url) > MAX_URL_LENGTH:
-        raise HitPawValidationError(f"{field} is {len(url)} characters long; at most {MAX_URL_LENGTH}")
+        raise _invalid(f"{field} is {len(url)} characters long; at most {MAX_URL_LENGTH}")
     if url != url.strip() or any(c.isspace() or ord(c) < 32 for c in url):
-        raise HitPawValidationError(f"{field} must not contain white space or control characters")
+        raise _invalid(f"{field} must not contain white space or control characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as err:
-        raise HitPawValidationError(f"{field} {url[:200]!r} is not a valid URL: {err}") from None
+        raise _invalid(f"{field} {url[:200]!r} is not a valid URL: {err}") from None
     if parts.scheme not in ("http", "https"):
-        raise HitPawValidationError(
+        raise _invalid(
             f"{field} must be an http:// or https:// URL that HitPaw can download, got scheme "
             f"{parts.scheme or '(none)'!r}"
         )
     if not parts.hostname:
-        raise HitPawValidationError(f"{field} {url[:200]!r} has no host name")
+        raise _invalid(f"{field} {url[:200]!r} has no host name")
     return url
 
 
@@ -260,13 +269,13 @@ def validate_dpi(dpi: object) -> int | None:
         if isinstance(dpi, str) and dpi.strip().isdigit():
             dpi = int(dpi.strip())
         else:
-            raise HitPawValidationError(f"dpi must be a whole number such as 300, got {dpi!r}")
+            raise _invalid(f"dpi must be a whole number such as 300, got {dpi!r}")
     if not 1 <= dpi <= 10_000:
-        raise HitPawValidationError(f"dpi must be between 1 and 10000, got {dpi}")
+        raise _invalid(f"dpi must be between 1 and 10000, got {dpi}")
     return dpi
 
 
 def validate_exif(exif: object) -> bool:
     if not isinstance(exif, bool):
-        raise HitPawValidationError(f"exif must be True or False, got {exif!r}")
+        raise _invalid(f"exif must be True or False, got {exif!r}")
     return exif

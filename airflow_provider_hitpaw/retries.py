@@ -61,7 +61,7 @@ class _Stop:
         if state.attempt_number >= self.policy.max_attempts:
             return True
         wait = state.upcoming_sleep
-        if state.seconds_since_start + wait > self.policy.max_retry_seconds:
+        if (state.seconds_since_start or 0.0) + wait > self.policy.max_retry_seconds:
             return True
         return self.deadline is not None and time.time() + wait >= self.deadline
 

@@ -1,4 +1,4 @@
-"""Shared fixtures. The sandbox fixtures live in ``sandbox_fixtures.py``."""
+"""Shared fixtures: the scripted HTTP server, hitpaw connections from env vars, and the sandbox."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# First: it points AIRFLOW_HOME at a throw-away folder before anything imports Airflow.
+from airflow_home import airflow_db  # noqa: F401
 from scripted_server import ScriptedServer
 
 

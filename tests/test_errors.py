@@ -71,7 +71,7 @@ def test_every_code_in_every_shape(code, http, message, cls, shape):
     }[shape]
     error = error_from_reply(http, json.dumps(body).encode(), job_id="j1")
     assert type(error) is cls
-    assert error.status_code == http
+    assert error.http_status == http
     assert error.code == code
     assert error.message == message
     assert error.job_id == "j1"
@@ -116,7 +116,7 @@ def test_success_envelopes(success):
 def test_html_empty_and_odd_bodies(http, body, cls):
     error = error_from_reply(http, body)
     assert type(error) is cls
-    assert error.status_code == http
+    assert error.http_status == http
 
 
 def test_unknown_code_is_classed_by_the_status_it_encodes():
@@ -150,10 +150,10 @@ def test_hierarchy_for_retry_policies():
 
 
 def test_errors_survive_pickling_with_their_attributes():
-    original = HitPawJobFailedError("job failed", job_status="NSFW", job_id="j9", status_code=200)
+    original = HitPawJobFailedError("job failed", job_status="NSFW", job_id="j9", http_status=200)
     copy = pickle.loads(pickle.dumps(original))
     assert type(copy) is HitPawJobFailedError
-    assert (copy.job_status, copy.job_id, copy.status_code, str(copy)) == (
+    assert (copy.job_status, copy.job_id, copy.http_status, str(copy)) == (
         "NSFW", "j9", 200, str(original)
     )
     unknown = pickle.loads(pickle.dumps(HitPawSubmitOutcomeUnknownError("m", img_url="u", model_name="x")))

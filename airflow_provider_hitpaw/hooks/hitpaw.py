@@ -534,7 +534,7 @@ def read_submit_reply(reply: Reply, payload: dict[str, Any]) -> SubmittedJob:
         raise HitPawResponseError(
             f"HitPaw redirected the submission (HTTP {status_code} to {location or 'elsewhere'}); it "
             "was not processed. Set the connection's host to the final https base URL.",
-            status_code=status_code,
+            http_status=status_code,
         )
     error = error_from_reply(status_code, body, retry_after=headers.get("Retry-After"))
     if error is None:
@@ -556,7 +556,7 @@ def _unknown_submit(
         f"The submission of {str(media_url)[:200]} with model {model} may have created a job and "
         f"charged coins ({reason}). It is not retried automatically, since HitPaw has no idempotency "
         "key; check the account's usage before submitting again.",
-        status_code=status_code,
+        http_status=status_code,
         img_url=media_url,
         model_name=model,
     )
@@ -588,7 +588,7 @@ def _download_error(response: requests.Response) -> HitPawError:
     error = error_from_reply(response.status_code, body, retry_after=response.headers.get("Retry-After"))
     if error is None or 200 <= response.status_code < 300:
         return HitPawResponseError(f"Result download answered HTTP {response.status_code}",
-                                   status_code=response.status_code)
+                                   http_status=response.status_code)
     return error
 
 

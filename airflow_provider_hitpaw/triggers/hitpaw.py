@@ -140,7 +140,7 @@ class HitPawTaskStatusTrigger(BaseTrigger):
         }
         if isinstance(err, HitPawError):
             event["error_code"] = err.code
-            event["http_status"] = err.status_code
+            event["http_status"] = err.http_status
         return event
 
     def _timeout(self, last_status: str | None) -> dict[str, Any]:

@@ -1,0 +1,329 @@
+"""HitPaw's API as the sandbox serves it: photo and video submissions, task status, result files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from airflow_provider_hitpaw.api import API_KEY_HEADER
+from airflow_provider_hitpaw.models import ModelSpec, get_model
+from airflow_provider_hitpaw.sandbox import imaging, replies
+from airflow_provider_hitpaw.sandbox.fetch import FetchError, fetch_bytes
+from airflow_provider_hitpaw.sandbox.jobs import COMPLETED, ERROR, Job
+from airflow_provider_hitpaw.sandbox.state import SubmissionRecord
+
+if TYPE_CHECKING:
+    from airflow_provider_hitpaw.sandbox.server import SandboxServer
+
+log = logging.getLogger(__name__)
+
+MAX_URL_CHARS = 8192
+MAX_DPI = 10_000
+DEFAULT_VIDEO_EXTENSION = "mp4"
+_BLOB_CHUNK = bytes(range(256)) * 256  # 64 KiB; byte i of any blob is i % 256
+
+#: Key of the request's :class:`SubmissionRecord`, for the fault middleware.
+RECORD_KEY: Any = (
+    web.RequestKey("hitpaw_submission", SubmissionRecord)
+    if hasattr(web, "RequestKey")  # aiohttp >= 3.12
+    else "hitpaw_submission"
+)
+
+
+class RequestRefused(Exception):
+    """A request the API answers with one of its error codes."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class PhotoRequest:
+    model_name: str
+    img_url: str
+    extension: str
+    exif: bool
+    dpi: int | None
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    model_name: str
+    video_url: str
+    extension: str
+    width: int
+    height: int
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_photo_request(body: dict[str, Any]) -> PhotoRequest:
+    """Check the field types of a photo submission (the values are checked later, one by one).
+
+    :raises RequestRefused: 100400002 for a missing field, a wrong type or a DPI outside
+        [1, 10000].
+    """
+    model_name, img_url, extension = (body.get(k) for k in ("model_name", "img_url", "extension"))
+    exif, dpi = body.get("exif"), body.get("DPI")
+    if not all(isinstance(v, str) for v in (model_name, img_url, extension)):
+        raise RequestRefused(replies.BAD_REQUEST)
+    if exif is not None and not isinstance(exif, bool):
+        raise RequestRefused(replies.BAD_REQUEST)
+    if dpi is not None and (not _is_int(dpi) or not 1 <= dpi <= MAX_DPI):
+        raise RequestRefused(replies.BAD_REQUEST)
+    return PhotoRequest(model_name, img_url, extension, bool(exif), dpi)  # type: ignore[arg-type]
+
+
+def parse_video_request(body: dict[str, Any]) -> VideoRequest:
+    """Check the field types of a video submission.
+
+    :raises RequestRefused: 100400002 for a missing field or a wrong type.
+    """
+    model_name, video_url = body.get("model_name"), body.get("video_url")
+    extension = body.get("extension", "." + DEFAULT_VIDEO_EXTENSION)
+    resolution = body.get("resolution")
+    if not all(isinstance(v, str) for v in (model_name, video_url, extension)):
+        raise RequestRefused(replies.BAD_REQUEST)
+    if (
+        not isinstance(resolution, list)
+        or len(resolution) != 2
+        or not all(_is_int(v) and v > 0 for v in resolution)
+    ):
+        raise RequestRefused(replies.BAD_REQUEST)
+    return VideoRequest(model_name, video_url, extension, resolution[0], resolution[1])  # type: ignore[arg-type]
+
+
+def output_extension(extension: str, spec: ModelSpec) -> str:
+    """The extension without its dot, lower case, if the model can write it.
+
+    :raises RequestRefused: 110400007 otherwise.
+    """
+    ext = extension.lower()
+    ext = ext[1:] if ext.startswith(".") else ext
+    if ext not in spec.output_formats:
+        raise RequestRefused(replies.EXTENSION_NOT_VALID)
+    return ext
+
+
+def is_http_url(url: str) -> bool:
+    """Whether ``url`` is an absolute http(s) URL with a host."""
+    if len(url) > MAX_URL_CHARS or any(c.isspace() or ord(c) < 32 for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    :raises RequestRefused: 100400002 for anything else (or a body over the size limit).
+    """
+    try:
+        raw = await request.read()
+        body = json.loads(raw.decode("utf-8"))
+    except (web.HTTPRequestEntityTooLarge, ValueError, UnicodeDecodeError, RecursionError):
+        raise RequestRefused(replies.BAD_REQUEST) from None
+    if not isinstance(body, dict):
+        raise RequestRefused(replies.BAD_REQUEST)
+    return body
+
+
+class BlobResponse(web.StreamResponse):
+    """``size`` deterministic bytes (byte i is ``i % 256``), streamed in 64 KiB chunks.
+
+    The body is written when the response is finished rather than in the handler, so that the
+    fault middleware can still drop or delay it.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__(headers={"Content-Type": "application/octet-stream"})
+        self.content_length = size
+        self._size = size
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        remaining, chunk = self._size, memoryview(_BLOB_CHUNK)
+        while remaining > 0:
+            n = min(remaining, len(chunk))
+            await self.write(chunk[:n])
+            remaining -= n
+        await super().write_eof(data)
+
+
+class ApiRoutes:
+    """The handlers of ``/api/*`` and ``/results/*``.
+
+    :param server: the server whose state, session, worker pool and base URL they use.
+    """
+
+    def __init__(self, server: SandboxServer) -> None:
+        self.server = server
+        self.state = server.state
+
+    def add_to(self, app: web.Application) -> None:
+        from airflow_provider_hitpaw.api import (
+            PHOTO_ENHANCER_PATH,
+            TASK_STATUS_PATH,
+            VIDEO_ENHANCER_PATH,
+        )
+
+        app.router.add_post(PHOTO_ENHANCER_PATH, self._refusals(self.photo_enhancer))
+        app.router.add_post(VIDEO_ENHANCER_PATH, self._refusals(self.video_enhancer))
+        app.router.add_post(TASK_STATUS_PATH, self._refusals(self.task_status))
+        app.router.add_get("/results/{job_id}/{name}", self.result_file)
+
+    def _refusals(self, handler: Any) -> Any:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except RequestRefused as refused:
+                return replies.error(refused.code, self.state.error_shape)
+
+        return wrapped
+
+    def _owner(self, request: web.Request) -> str:
+        owner = self.state.ledger.owner_id(request.headers.get(API_KEY_HEADER))
+        if owner is None:
+            raise RequestRefused(replies.INVALID_API_KEY)
+        return owner
+
+    def _charge(self, request: web.Request, spec: ModelSpec) -> int:
+        coins = int(self.state.config.prices.get(spec.name, 0))
+        if not self.state.ledger.try_charge(request.headers[API_KEY_HEADER], coins):
+            raise RequestRefused(replies.COINS_NOT_ENOUGH)
+        return coins
+
+    def _new_job(
+        self, request: web.Request, owner: str, url: str, model_name: str, coins: int, result_name: str
+    ) -> Job:
+        job = Job(
+            job_id=str(uuid.uuid4()),
+            owner=owner,
+            original_url=url,
+            started=time.monotonic(),
+            duration=self.state.job_seconds,
+            result_name=result_name,
+        )
+        if self.state.faults.roll_fail_job():
+            job.final_status = ERROR
+        self.state.jobs.add(job)
+        record = SubmissionRecord(job.job_id, owner, url, model_name, coins, time.time())
+        self.state.record_submission(record)
+        request[RECORD_KEY] = record
+        return job
+
+    async def photo_enhancer(self, request: web.Request) -> web.Response:
+        owner = self._owner(request)
+        photo = parse_photo_request(await read_json_object(request))
+        spec = get_model(photo.model_name)
+        if spec is None or spec.is_video:
+            raise RequestRefused(replies.MODEL_NOT_SUPPORTED)
+        ext = output_extension(photo.extension, spec)
+        if not is_http_url(photo.img_url):
+            raise RequestRefused(replies.INVALID_URL)
+        config = self.state.config
+        try:
+            data = await fetch_bytes(
+                self.server.client_session,
+                photo.img_url,
+                timeout=config.fetch_timeout,
+                max_bytes=config.max_fetch_bytes,
+            )
+            # Header parsing only, but on untrusted bytes: kept off the event loop.
+            info = await asyncio.to_thread(imaging.probe_image, data)
+        except (FetchError, imaging.NotAnImageError):
+            raise RequestRefused(replies.INVALID_URL) from None
+        if spec.max_input_megapixels is not None and info.megapixels > spec.max_input_megapixels:
+            raise RequestRefused(replies.INPUT_RESOLUTION_OVER_LIMIT)
+        output_megapixels = info.megapixels * spec.scale**2
+        if output_megapixels > spec.max_output_megapixels:
+            raise RequestRefused(replies.TARGET_RESOLUTION_OVER_LIMIT)
+        coins = self._charge(request, spec)
+        job = self._new_job(request, owner, photo.img_url, photo.model_name, coins, f"result.{ext}")
+        if job.final_status == COMPLETED and output_megapixels > config.max_work_megapixels:
+            log.warning(
+                "job %s: a %.0f MP result is over the sandbox's max_work_megapixels; it ends in ERROR",
+                job.job_id,
+                output_megapixels,
+            )
+            job.final_status = ERROR
+        if job.final_status == COMPLETED:
+            job.result_path = self.state.job_dir(job.job_id) / job.result_name
+            work = partial(
+                imaging.enhance_image,
+                data,
+                job.result_path,
+                model_name=spec.name,
+                model_kind=spec.kind.value,
+                scale=spec.scale,
+                extension=ext,
+                keep_exif=photo.exif,
+                dpi=photo.dpi,
+            )
+            self.server.run_job_work(job, work)
+        return replies.ok({"job_id": job.job_id, "consume_coins": coins})
+
+    async def video_enhancer(self, request: web.Request) -> web.Response:
+        """A video job: validated and charged like HitPaw's, but its result is only a placeholder."""
+        owner = self._owner(request)
+        video = parse_video_request(await read_json_object(request))
+        spec = get_model(video.model_name)
+        if spec is None or not spec.is_video:
+            raise RequestRefused(replies.MODEL_NOT_SUPPORTED)
+        ext = output_extension(video.extension, spec)
+        if video.width * video.height > spec.max_output_megapixels * 1_000_000:
+            raise RequestRefused(replies.TARGET_RESOLUTION_OVER_LIMIT)
+        if not is_http_url(video.video_url):
+            raise RequestRefused(replies.VIDEO_URL_NOT_VALID)
+        coins = self._charge(request, spec)
+        job = self._new_job(request, owner, video.video_url, video.model_name, coins, f"result.{ext}")
+        if job.final_status == COMPLETED:
+            path = self.state.job_dir(job.job_id) / job.result_name
+            path.write_bytes(imaging.VIDEO_PLACEHOLDER)
+            job.result_path = path
+        job.work_done = True
+        return replies.ok({"job_id": job.job_id, "consume_coins": coins})
+
+    async def task_status(self, request: web.Request) -> web.Response:
+        owner = self._owner(request)
+        job_id = (await read_json_object(request)).get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise RequestRefused(replies.BAD_REQUEST)
+        job = self.state.jobs.get(job_id)
+        if job is None or job.owner != owner:
+            raise RequestRefused(replies.TASK_NOT_FOUND)
+        status = job.status()
+        res_url = ""
+        if status == COMPLETED:
+            res_url = f"{self.server.public_base_url(request)}/results/{job.job_id}/{job.result_name}"
+        return replies.ok(
+            {"job_id": job.job_id, "status": status, "res_url": res_url, "original_url": job.original_url}
+        )
+
+    async def result_file(self, request: web.Request) -> web.StreamResponse:
+        """A COMPLETED job's result, streamed from disk (or generated, for a synthetic job)."""
+        job = self.state.jobs.get(request.match_info["job_id"])
+        if job is None or request.match_info["name"] != job.result_name or job.status() != COMPLETED:
+            raise web.HTTPNotFound()
+        if job.result_bytes is not None:
+            return BlobResponse(job.result_bytes)
+        if job.result_path is None or not job.result_path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(
+            job.result_path, headers={"Content-Type": imaging.content_type_for(job.result_name)}
+        )

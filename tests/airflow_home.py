@@ -1,0 +1,44 @@
+"""A throw-away Airflow home for the test session, set up before anything imports Airflow.
+
+Airflow reads ``AIRFLOW_HOME`` and its database URL once, when first imported, so this module must be
+imported at the top of ``conftest.py``. The ``airflow_db`` fixture fills the DAGs folder (the example
+DAGs and ``tests/dags``) and runs ``airflow db migrate`` once per session, for ``dag.test()``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+DAG_SOURCES = (PROJECT / "example_dags", PROJECT / "tests" / "dags")
+
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="hitpaw-test-airflow-home-"))
+DAGS_FOLDER = AIRFLOW_HOME / "dags"
+
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[Path]:
+    """The DAGs folder of an Airflow home whose SQLite database is migrated."""
+    DAGS_FOLDER.mkdir(parents=True, exist_ok=True)
+    for source in DAG_SOURCES:
+        for dag_file in source.glob("*.py"):
+            shutil.copy(dag_file, DAGS_FOLDER / dag_file.name)
+    airflow = Path(sys.executable).parent / "airflow"
+    done = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    yield DAGS_FOLDER
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
