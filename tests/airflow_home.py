@@ -7,6 +7,7 @@ DAGs and ``tests/dags``) and runs ``airflow db migrate`` once per session, for `
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ DAG_SOURCES = (PROJECT / "example_dags", PROJECT / "tests" / "dags")
 
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="hitpaw-test-airflow-home-"))
 DAGS_FOLDER = AIRFLOW_HOME / "dags"
+atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
 
 os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
@@ -30,7 +32,7 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME / 
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Iterator[Path]:
+def airflow_db() -> Iterator[Path]:  # the folder itself goes at exit (atexit above)
     """The DAGs folder of an Airflow home whose SQLite database is migrated."""
     DAGS_FOLDER.mkdir(parents=True, exist_ok=True)
     for source in DAG_SOURCES:
@@ -41,4 +43,3 @@ def airflow_db() -> Iterator[Path]:
     if done.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{(done.stdout + done.stderr)[-3000:]}")
     yield DAGS_FOLDER
-    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)

@@ -135,3 +135,12 @@ def test_one_session_per_event_loop():
     first = asyncio.run(grab())
     second = asyncio.run(grab())
     assert first is not second and first.closed and second.closed
+
+
+def test_shared_session_closes_with_its_loop():
+    """dag.test() runs triggers in a loop of their own: the session must not outlive it unclosed."""
+
+    async def grab():
+        return await get_shared_session()
+
+    assert asyncio.run(grab()).closed

@@ -292,3 +292,15 @@ def test_a_silent_server_cannot_hold_a_wait_past_its_deadline(hook, scripted):
     with pytest.raises((HitPawConnectionError, HitPawWaitTimeoutError)):
         hook.wait_for_completion("job-1", poll_interval=0.1, deadline=time.time() + 0.8)
     assert time.monotonic() - started < 2.5
+
+
+def test_downloaded_file_honours_the_umask(hook, scripted, tmp_path):
+    import os
+
+    scripted.script("/r/shared.jpg", Step(200, b"jpeg"))
+    old = os.umask(0o022)
+    try:
+        path = hook.download_result(scripted.base_url + "/r/shared.jpg", tmp_path)
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644

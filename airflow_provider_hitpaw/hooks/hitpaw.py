@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit
 
-import requests
 from airflow.sdk import BaseHook
-from urllib3.exceptions import ConnectTimeoutError
 
 from airflow_provider_hitpaw.api import (
     API_KEY_HEADER,
@@ -49,7 +47,11 @@ from airflow_provider_hitpaw.models import (
 from airflow_provider_hitpaw.retries import RetryPolicy, sync_retrying
 
 if TYPE_CHECKING:
+    import requests
     from airflow.sdk import ObjectStoragePath
+
+# ``requests`` is imported where it is used, not here: importing it costs about 30 ms, which every DAG
+# file using the operators would pay at parse time (see BENCHMARKS.md, parse cost).
 
 T = TypeVar("T")
 
@@ -128,6 +130,8 @@ class HitPawHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
+        import requests
+
         session = requests.Session()
         session.headers["User-Agent"] = "airflow-provider-hitpaw"
         session.max_redirects = MAX_REDIRECTS
@@ -210,6 +214,8 @@ class HitPawHook(BaseHook):
         return retrying(self._submit_once, path, payload)
 
     def _submit_once(self, path: str, payload: dict[str, Any]) -> SubmittedJob:
+        import requests
+
         try:
             reply = self._post(path, payload)
         except (_ReplyTooSlow, HitPawResponseError) as err:
@@ -241,6 +247,8 @@ class HitPawHook(BaseHook):
         return retrying(self._status_once, job_id, deadline)
 
     def _status_once(self, job_id: str, deadline: float | None = None) -> TaskStatus:
+        import requests
+
         try:
             reply = self._post(TASK_STATUS_PATH, {"job_id": job_id}, deadline)
         except (requests.RequestException, _ReplyTooSlow) as err:
@@ -320,6 +328,8 @@ class HitPawHook(BaseHook):
         return str(target)
 
     def _download_once(self, res_url: str, target: Any) -> None:
+        import requests
+
         try:
             with self.session.get(
                 res_url, stream=True, timeout=self._timeout, allow_redirects=True
@@ -570,6 +580,9 @@ def _with_policy(settings: HitPawSettings, policy: RetryPolicy) -> HitPawSetting
 
 def _nothing_was_sent(err: requests.RequestException) -> bool:
     """Whether the request failed before a connection was open, so HitPaw cannot have seen it."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError
+
     if isinstance(err, requests.exceptions.ConnectTimeout):
         return True
     if isinstance(err, requests.exceptions.ConnectionError) and err.args:
@@ -620,9 +633,10 @@ def _write_stream(chunks: Any, target: Any) -> int:
     written = 0
     if isinstance(target, Path):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        # Not mkstemp: its 0600 mode would stick to the result; "x" mode honours the umask.
+        tmp_name = target.parent / f".{target.name}.{secrets.token_hex(6)}.part"
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with open(tmp_name, "xb") as handle:
                 for chunk in chunks:
                     handle.write(chunk)
                     written += len(chunk)

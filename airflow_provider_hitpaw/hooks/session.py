@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import AsyncIterator
 
 import aiohttp
 
@@ -16,6 +17,9 @@ import aiohttp
 CONNECTION_LIMIT = 256
 
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary()
+)
+_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -30,12 +34,27 @@ async def get_shared_session() -> aiohttp.ClientSession:
             headers={"User-Agent": "airflow-provider-hitpaw"},
         )
         _sessions[loop] = session
+        closer = _close_at_loop_shutdown(session)
+        await closer.__anext__()
+        _closers[loop] = closer
     return session
+
+
+async def _close_at_loop_shutdown(session: aiohttp.ClientSession) -> AsyncIterator[None]:
+    """An async generator left suspended: ``asyncio.run`` (and every orderly loop shutdown) closes
+    unfinished generators, which runs this ``finally`` and closes the session with its loop."""
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
 
 
 async def close_shared_session() -> None:
     """Close the running loop's shared session, if any (at shutdown, or between tests)."""
-    session = _sessions.pop(asyncio.get_running_loop(), None)
+    loop = asyncio.get_running_loop()
+    _closers.pop(loop, None)
+    session = _sessions.pop(loop, None)
     if session is not None and not session.closed:
         await session.close()
 

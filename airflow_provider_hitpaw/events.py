@@ -1,0 +1,91 @@
+"""Reading the event of :class:`~airflow_provider_hitpaw.triggers.hitpaw.HitPawTaskStatusTrigger`.
+
+Shared by the operator and the sensor. Only ``success`` is success: an ``error``, a ``timeout``, or an
+event of any other shape raises a typed error, so nothing unexpected can pass for a finished job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_hitpaw import errors
+from airflow_provider_hitpaw.errors import (
+    HitPawError,
+    HitPawJobFailedError,
+    HitPawResponseError,
+    HitPawWaitTimeoutError,
+)
+
+SUCCESS = "success"
+ERROR = "error"
+TIMEOUT = "timeout"
+KNOWN_EVENT_STATUSES = (SUCCESS, ERROR, TIMEOUT)
+_MAX_MESSAGE_CHARS = 1000
+
+
+def completed_job_from_event(event: object, *, job_id: str | None = None) -> dict[str, Any]:
+    """The ``success`` event's payload, or the typed error the event stands for.
+
+    :param event: what the trigger yielded.
+    :param job_id: the job the task waits on; an event about another job is refused.
+    :return: the event, with ``job_id``, ``hitpaw_status``, ``res_url`` and ``original_url``.
+    :raises HitPawJobFailedError: the job ended in a failure state.
+    :raises HitPawWaitTimeoutError: the trigger's deadline passed first.
+    :raises HitPawError: (or the subclass named by ``error_class``) a status request failed.
+    :raises HitPawResponseError: the event is not one the trigger documents.
+    """
+    if not isinstance(event, dict):
+        raise HitPawResponseError(
+            f"Unexpected trigger event of type {type(event).__name__}; expected a dict", job_id=job_id
+        )
+    status = event.get("status")
+    event_job_id = event.get("job_id")
+    if job_id is not None and event_job_id != job_id:
+        raise HitPawResponseError(
+            f"The trigger event is about job {str(event_job_id)[:130]!r}, not the awaited one", job_id=job_id
+        )
+    job_id = job_id or (event_job_id if isinstance(event_job_id, str) else None)
+    message = _message(event, status)
+
+    if status == SUCCESS:
+        res_url = event.get("res_url")
+        if not isinstance(res_url, str) or not res_url:
+            raise HitPawResponseError("The job is COMPLETED but HitPaw gave no res_url", job_id=job_id)
+        return event
+    if status == ERROR:
+        job_status = event.get("hitpaw_status")
+        if job_status:
+            raise HitPawJobFailedError(message, job_id=job_id, job_status=str(job_status))
+        error_class = _hitpaw_error_class(event.get("error_class"))
+        raise error_class(
+            message,
+            job_id=job_id,
+            code=_int_or_none(event.get("error_code")),
+            http_status=_int_or_none(event.get("http_status")),
+        )
+    if status == TIMEOUT:
+        raise HitPawWaitTimeoutError(message, job_id=job_id)
+    raise HitPawResponseError(
+        f"Unknown trigger event status {str(status)[:50]!r}; expected one of "
+        f"{', '.join(KNOWN_EVENT_STATUSES)}",
+        job_id=job_id,
+    )
+
+
+def _message(event: dict[str, Any], status: object) -> str:
+    message = event.get("message")
+    if isinstance(message, str) and message.strip():
+        return message[:_MAX_MESSAGE_CHARS]
+    return f"HitPaw trigger reported {str(status)[:50]}"
+
+
+def _hitpaw_error_class(name: object) -> type[HitPawError]:
+    """The HitPaw error class named by the event; HitPawError for any other name."""
+    candidate = getattr(errors, name, None) if isinstance(name, str) and name.isidentifier() else None
+    if isinstance(candidate, type) and issubclass(candidate, HitPawError):
+        return candidate
+    return HitPawError
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,151 @@
+"""Every example DAG, in the worker and deferred, through ``dag.test()`` against the sandbox."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SANDBOX_API_KEY
+
+from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS
+
+pytestmark = pytest.mark.dagtest
+
+FAST_POLL = 0.2
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
+
+
+def test_example_dags_never_name_a_local_address():
+    for path in EXAMPLES.glob("*.py"):
+        text = path.read_text()
+        assert "localhost" not in text and "127.0.0.1" not in text, path.name
+
+
+def load_dag(dags_folder: Path, file_name: str, dag_id: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"hitpaw_dag_{dag_id}", dags_folder / file_name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from airflow.sdk import DAG
+
+    return next(value for value in vars(module).values() if isinstance(value, DAG) and value.dag_id == dag_id)
+
+
+def configure(dag: Any, *, deferrable: bool) -> None:
+    """Switch every HitPaw task of a loaded DAG between waiting in the worker and deferring."""
+    for task in dag.tasks:
+        partial = getattr(task, "partial_kwargs", None)
+        if partial is not None:  # a mapped operator
+            if "poll_interval" in partial:
+                partial["poll_interval"] = FAST_POLL
+            partial["deferrable"] = deferrable
+            continue
+        if hasattr(task, "poll_interval"):
+            task.poll_interval = FAST_POLL
+        if hasattr(task, "poke_interval") and task.task_type == "TaskStatusSensor":
+            task.poke_interval = FAST_POLL
+        if hasattr(task, "deferrable") and task.task_type in ("EnhancePhotoOperator", "TaskStatusSensor"):
+            task.deferrable = deferrable
+
+
+def states(dag_run: Any) -> dict[str, str]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dag_run = session.merge(dag_run)
+        return {
+            (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): str(ti.state)
+            for ti in dag_run.get_task_instances(session=session)
+        }
+
+
+@pytest.fixture
+def hitpaw_default(monkeypatch, sandbox) -> Any:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HITPAW_DEFAULT",
+        json.dumps({"conn_type": "hitpaw", "host": sandbox.base_url, "password": SANDBOX_API_KEY}),
+    )
+    return sandbox
+
+
+def submissions(sandbox: Any) -> int:
+    return len(sandbox.stats()["submissions"])
+
+
+def coins_charged(sandbox: Any) -> int:
+    return sum(sandbox.stats()["coins_charged_by_key"].values())
+
+
+MODES = [pytest.param(False, id="worker"), pytest.param(True, id="deferred")]
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_enhance_photo(airflow_db, hitpaw_default, tmp_path, deferrable):
+    dag = load_dag(airflow_db, "example_hitpaw_enhance_photo.py", "example_hitpaw_enhance_photo")
+    configure(dag, deferrable=deferrable)
+    run = dag.test(run_conf={"output_dir": str(tmp_path / "results")})
+    assert str(run.state) == "success", states(run)
+    (copied,) = list((tmp_path / "results").iterdir())
+    assert copied.stat().st_size > 0
+    assert submissions(hitpaw_default) == 1
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_batch(airflow_db, hitpaw_default, deferrable):
+    dag = load_dag(airflow_db, "example_hitpaw_batch.py", "example_hitpaw_batch")
+    configure(dag, deferrable=deferrable)
+    run = dag.test()
+    assert str(run.state) == "success", states(run)
+    result = states(run)
+    assert [k for k in result if k.startswith("enhance_photo[")] == [
+        "enhance_photo[0]", "enhance_photo[1]", "enhance_photo[2]"
+    ] or len([k for k in result if k.startswith("enhance_photo[")]) == 3
+    assert result["report"] == "success"
+    assert submissions(hitpaw_default) == 3
+    assert coins_charged(hitpaw_default) > 0
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_submit_then_sense(airflow_db, hitpaw_default, tmp_path, deferrable):
+    dag = load_dag(airflow_db, "example_hitpaw_submit_then_sense.py", "example_hitpaw_submit_then_sense")
+    configure(dag, deferrable=deferrable)
+    run = dag.test(run_conf={"output_dir": str(tmp_path / "kept")})
+    assert str(run.state) == "success", states(run)
+    assert states(run) == {"submit": "success", "wait_for_result": "success", "keep_result": "success"}
+    assert len(list((tmp_path / "kept").iterdir())) == 1
+    assert submissions(hitpaw_default) == 1
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_a_failed_job_fails_the_task_with_the_typed_error(airflow_db, hitpaw_default, tmp_path, deferrable,
+                                                           caplog, capfd):
+    hitpaw_default.set_faults(fail_job=1.0)
+    dag = load_dag(airflow_db, "example_hitpaw_enhance_photo.py", "example_hitpaw_enhance_photo")
+    configure(dag, deferrable=deferrable)
+    run = dag.test(run_conf={"output_dir": str(tmp_path)})
+    assert str(run.state) == "failed"
+    assert states(run) == {"enhance_photo": "failed"}
+    out, err = capfd.readouterr()
+    assert "HitPawJobFailedError" in caplog.text + out + err
+    assert SANDBOX_API_KEY not in caplog.text + out + err
+    assert submissions(hitpaw_default) == 1
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="task_state_store (reconnecting on retry) needs Airflow 3.3+")
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_retry_after_the_submission_reconnects_instead_of_paying_again(airflow_db, hitpaw_default, mode):
+    dag_id = f"hitpaw_retry_after_submit_{mode}"
+    dag = load_dag(airflow_db, "hitpaw_retry_after_submit.py", dag_id)
+    run = dag.test()
+    assert str(run.state) == "success", states(run)
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        (ti,) = session.merge(run).get_task_instances(session=session)
+        assert ti.try_number == 2  # the first try did die
+    stats = hitpaw_default.stats()
+    assert len(stats["submissions"]) == 1
+    charged = list(stats["coins_charged_by_key"].values())
+    assert len(charged) == 1 and charged[0] == stats["submissions"][0].get("coins", charged[0])

@@ -1,0 +1,146 @@
+"""TaskStatusSensor: poke mode, deferrable mode, soft_fail, and starting from the triggerer."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from types import SimpleNamespace
+
+import pytest
+from operator_support import make_context
+from scripted_server import Step, status_step
+
+from airflow_provider_hitpaw.api import TASK_STATUS_PATH
+from airflow_provider_hitpaw.errors import HitPawAuthError, HitPawJobFailedError
+from airflow_provider_hitpaw.sensors.hitpaw import (
+    DEFERRAL_GRACE_SECONDS,
+    NO_TRIGGER_DEADLINE,
+    TaskStatusSensor,
+)
+from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
+from airflow_provider_hitpaw.version_compat import (
+    AIRFLOW_V_3_3_PLUS,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
+
+try:
+    from airflow.sdk.exceptions import TaskDeferred
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import TaskDeferred
+
+RESULT = "https://results.example/job-1/out.jpg"
+
+
+def sensor(conn_id: str = "hitpaw_default", **kwargs) -> TaskStatusSensor:
+    kwargs.setdefault("task_id", "wait")
+    kwargs.setdefault("job_id", "job-1")
+    return TaskStatusSensor(hitpaw_conn_id=conn_id, **kwargs)
+
+
+def test_poke_is_false_while_running_then_returns_the_status(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("CONVERTING"), status_step("COMPLETED", res_url=RESULT))
+    waiting = sensor(scripted_conn)
+    context = make_context()
+    assert waiting.poke(context) is False
+    done = waiting.poke(context)
+    assert done.is_done
+    assert done.xcom_value == {"job_id": "job-1", "status": "COMPLETED", "res_url": RESULT,
+                               "original_url": "http://x/in.jpg"}
+    assert context["ti"].xcoms["res_url"] == RESULT
+
+
+def test_poke_mode_execute_returns_the_final_status(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("PENDING"), status_step("COMPLETED", res_url=RESULT))
+    result = sensor(scripted_conn, poke_interval=0.05, timeout=10).execute(make_context())
+    assert result["res_url"] == RESULT
+
+
+def test_poke_raises_on_a_failed_job(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("REJECT"))
+    with pytest.raises(HitPawJobFailedError, match="REJECT"):
+        sensor(scripted_conn).poke(make_context())
+
+
+def test_poke_skips_a_failed_job_with_soft_fail(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("NSFW"))
+    with pytest.raises(AirflowSkipException, match="NSFW"):
+        sensor(scripted_conn, soft_fail=True, poke_interval=0.05).execute(make_context())
+
+
+def test_deferrable_defers_with_a_deadline_from_the_timeout(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("CONVERTING"))
+    waiting = sensor(scripted_conn, deferrable=True, timeout=900, poke_interval=4)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting.execute(make_context())
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, HitPawTaskStatusTrigger)
+    assert trigger.job_id == "job-1" and trigger.poll_interval == 4
+    assert before + 900 <= trigger.deadline <= time.time() + 900
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout.total_seconds() == 900 + DEFERRAL_GRACE_SECONDS
+
+
+def test_deferrable_does_not_defer_for_a_finished_job(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("COMPLETED", res_url=RESULT))
+    assert sensor(scripted_conn, deferrable=True).execute(make_context())["res_url"] == RESULT
+
+
+def test_execute_complete_success():
+    event = {"status": "success", "job_id": "job-1", "hitpaw_status": "COMPLETED", "res_url": RESULT,
+             "original_url": None}
+    context = make_context()
+    result = sensor().execute_complete(context, event)
+    assert result == {"job_id": "job-1", "status": "COMPLETED", "res_url": RESULT, "original_url": None}
+    assert context["ti"].xcoms["res_url"] == RESULT
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        ({"status": "error", "job_id": "job-1", "hitpaw_status": "ERROR"}, HitPawJobFailedError),
+        ({"status": "error", "job_id": "job-1", "error_class": "HitPawAuthError"}, HitPawAuthError),
+        ({"status": "timeout", "job_id": "job-1"}, AirflowSensorTimeout),
+    ],
+)
+def test_execute_complete_errors_and_soft_fail(event, error):
+    with pytest.raises(error):
+        sensor().resume_execution("execute_complete", {"event": event}, make_context())
+    with pytest.raises(AirflowSkipException):
+        sensor(soft_fail=True).resume_execution("execute_complete", {"event": event}, make_context())
+
+
+def test_a_status_request_error_propagates(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, Step(200, {"error_code": 110400000, "message": "api_key is not valid"}))
+    with pytest.raises(HitPawAuthError):
+        sensor(scripted_conn).poke(make_context())
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="start_from_trigger renders templates from Airflow 3.3")
+def test_start_from_trigger_renders_the_job_id_in_the_triggerer():
+    waiting = sensor(job_id="{{ ti_job }}", deferrable=True, start_from_trigger=True, timeout=600)
+    args = waiting.start_trigger_args
+    assert waiting.start_from_trigger is True
+    assert args.trigger_cls == "airflow_provider_hitpaw.triggers.hitpaw.HitPawTaskStatusTrigger"
+    assert args.next_method == "execute_complete"
+    assert args.timeout.total_seconds() == 600  # made absolute by the scheduler when the task starts
+    assert args.trigger_kwargs["deadline"] == NO_TRIGGER_DEADLINE
+    # What the triggerer does: build the trigger from the kwargs, attach the task, render.
+    trigger = HitPawTaskStatusTrigger(**args.trigger_kwargs)
+    trigger.task_instance = SimpleNamespace(task=waiting, task_id="wait")
+    assert trigger.template_fields == ("job_id",)
+    trigger.render_template_fields(context={"ti_job": "job-rendered"})
+    assert trigger.job_id == "job-rendered"
+
+
+def test_start_from_trigger_is_ignored_when_it_cannot_work():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        not_deferrable = sensor(start_from_trigger=True, deferrable=False)
+    assert not not_deferrable.start_from_trigger
+    assert any("start_from_trigger is ignored" in str(w.message) for w in caught)
+    if not AIRFLOW_V_3_3_PLUS:
+        with pytest.warns(UserWarning, match="before 3.3"):
+            old = sensor(start_from_trigger=True, deferrable=True)
+        assert not old.start_from_trigger and old.start_trigger_args is None

@@ -1,0 +1,162 @@
+"""HitPawTaskStatusTrigger against a scripted server and the sandbox, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from conftest import SANDBOX_API_KEY, set_hitpaw_connection
+from scripted_server import Step, status_step
+
+from airflow_provider_hitpaw.api import TASK_STATUS_PATH
+from airflow_provider_hitpaw.hooks.session import close_shared_session, get_shared_session
+from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
+
+FAILURE_STATES = ["ERROR", "ERROR_INTERRUPTION", "TIMEOUT", "CANCEL", "REJECT", "NSFW"]
+RESULT = "https://results.example/job-1/out.jpg"
+
+
+@pytest.fixture(autouse=True)
+async def _close_session():
+    yield
+    await close_shared_session()
+
+
+def make_trigger(conn_id: str, *, deadline_in: float = 30, poll: float = 0.01, errors: int = 5,
+                 job_id: str = "job-1") -> HitPawTaskStatusTrigger:
+    return HitPawTaskStatusTrigger(
+        job_id=job_id,
+        deadline=time.time() + deadline_in,
+        hitpaw_conn_id=conn_id,
+        poll_interval=poll,
+        max_consecutive_errors=errors,
+    )
+
+
+async def only_event(trigger: HitPawTaskStatusTrigger, limit: float = 20) -> dict:
+    events = []
+
+    async def collect() -> None:
+        async for event in trigger.run():
+            events.append(event.payload)
+
+    await asyncio.wait_for(collect(), limit)
+    assert len(events) == 1, events
+    return events[0]
+
+
+async def test_success_after_intermediate_states(scripted, scripted_conn):
+    scripted.script(
+        TASK_STATUS_PATH,
+        status_step("WAITING"),
+        status_step("INPUT_PREPARING"),
+        status_step("CONVERTING"),
+        status_step("OUTPUT_SAVING"),
+        status_step("COMPLETED", res_url=RESULT),
+    )
+    event = await only_event(make_trigger(scripted_conn))
+    assert event == {
+        "status": "success",
+        "job_id": "job-1",
+        "hitpaw_status": "COMPLETED",
+        "res_url": RESULT,
+        "original_url": "http://x/in.jpg",
+    }
+    assert scripted.count(TASK_STATUS_PATH) == 5
+
+
+@pytest.mark.parametrize("state", FAILURE_STATES)
+async def test_each_failure_state_is_an_error_event(scripted, scripted_conn, state):
+    scripted.script(TASK_STATUS_PATH, status_step("CONVERTING"), status_step(state))
+    event = await only_event(make_trigger(scripted_conn))
+    assert event["status"] == "error"
+    assert event["hitpaw_status"] == state
+    assert event["job_id"] == "job-1"
+
+
+async def test_unknown_status_keeps_polling(scripted, scripted_conn):
+    scripted.script(
+        TASK_STATUS_PATH,
+        status_step("SOMETHING_NEW"),
+        status_step("QUEUED_ON_GPU"),
+        status_step("COMPLETED", res_url=RESULT),
+    )
+    event = await only_event(make_trigger(scripted_conn))
+    assert event["status"] == "success"
+    assert scripted.count(TASK_STATUS_PATH) == 3
+
+
+async def test_deadline_gives_timeout(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("CONVERTING"))
+    started = time.monotonic()
+    event = await only_event(make_trigger(scripted_conn, deadline_in=0.5, poll=0.1))
+    assert event["status"] == "timeout"
+    assert event["hitpaw_status"] == "CONVERTING"
+    assert time.monotonic() - started < 3
+
+
+async def test_transient_errors_then_success(scripted, scripted_conn):
+    scripted.script(
+        TASK_STATUS_PATH,
+        Step(502, "<html>bad gateway</html>"),
+        Step(429, {"code": 100429000, "message": "slow down"}),
+        Step(503, b""),
+        status_step("COMPLETED", res_url=RESULT),
+    )
+    event = await only_event(make_trigger(scripted_conn, errors=4))
+    assert event["status"] == "success"
+    assert scripted.count(TASK_STATUS_PATH) == 4
+
+
+async def test_too_many_transient_errors_gives_error(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, Step(502, "<html>bad gateway</html>"))
+    event = await only_event(make_trigger(scripted_conn, errors=3))
+    assert event["status"] == "error"
+    assert event["error_class"] == "HitPawServerError"
+    assert "hitpaw_status" not in event
+    assert scripted.count(TASK_STATUS_PATH) == 3
+
+
+async def test_a_refused_key_is_an_error_at_once(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, Step(200, {"error_code": 110400000, "message": "api_key is not valid"}))
+    event = await only_event(make_trigger(scripted_conn))
+    assert event["status"] == "error"
+    assert event["error_class"] == "HitPawAuthError"
+    assert scripted.count(TASK_STATUS_PATH) == 1
+
+
+def test_serialize_round_trip_builds_an_equal_trigger():
+    trigger = HitPawTaskStatusTrigger("job-9", 1_900_000_000.5, "my_conn", 7.0, 3)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_hitpaw.triggers.hitpaw.HitPawTaskStatusTrigger"
+    rebuilt = HitPawTaskStatusTrigger(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert "password" not in kwargs and "api_key" not in kwargs
+
+
+async def test_cancelling_a_trigger_leaves_the_shared_session_usable(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, Step(200, {"code": 200, "data": {}}, delay=5))
+    slow = asyncio.ensure_future(only_event(make_trigger(scripted_conn, job_id="slow-job")))
+    await asyncio.sleep(0.3)  # the slow request is in flight on the shared session
+    session = await get_shared_session()
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    assert not session.closed
+    scripted.script(TASK_STATUS_PATH, status_step("COMPLETED", res_url=RESULT))
+    event = await only_event(make_trigger(scripted_conn))
+    assert event["status"] == "success"
+    assert await get_shared_session() is session
+
+
+async def test_against_the_sandbox(sandbox, monkeypatch):
+    set_hitpaw_connection(monkeypatch, "hitpaw_sandbox", sandbox.base_url, SANDBOX_API_KEY)
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
+
+    job = await asyncio.to_thread(
+        HitPawHook("hitpaw_sandbox").enhance_photo, sandbox.url("/samples/portrait.jpg"), "face_2x", ".jpg"
+    )
+    event = await only_event(make_trigger("hitpaw_sandbox", job_id=job.job_id, poll=0.1))
+    assert event["status"] == "success"
+    assert event["res_url"].startswith(sandbox.base_url)
