@@ -8,7 +8,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 STAMP := $(VENV)/.installed$(if $(AIRFLOW_VERSION),-$(AIRFLOW_VERSION))
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck demo clean
+.PHONY: install test lint typecheck demo clean chaos bench bench-quick bench-deps
 
 install: $(STAMP)
 
@@ -28,8 +28,24 @@ typecheck: $(STAMP)
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# At least 200 HitPaw tasks against a faulty sandbox; prints the reliability table (see RELIABILITY.md).
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(PY) tests/chaos_run.py $(CHAOS_ARGS)
+
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+# Benchmarks (bench/): the full run rewrites BENCHMARKS.md; the quick one (CI, under three minutes)
+# only prints its table. Both exit 0 when a target is missed, and fail only if a benchmark breaks.
+bench-deps: $(STAMP)
+	@$(PY) -c "import airflow.providers.http" 2>/dev/null || $(PY) -m pip install $(PIP_FLAGS) -e ".[bench]"
+
+bench: bench-deps
+	$(PY) -m bench.run --write BENCHMARKS.md
+
+bench-quick: bench-deps
+	$(PY) -m bench.run --quick
 
 clean:
 	rm -rf demo-output .airflow-demo .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,33 @@
+"""``python -m bench.download_client URL DEST``: one download through ``HitPawHook.download_result``
+in a fresh process; reports its RSS before, its RSS high-water mark after, and the time taken."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from bench.common import CONN_ID, emit, peak_rss_bytes, rss_bytes
+
+
+def main() -> None:
+    url, dest = sys.argv[1], sys.argv[2]
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
+
+    hook = HitPawHook(CONN_ID)
+    hook.settings
+    hook.session
+    rss_before = rss_bytes()
+    peak_before = peak_rss_bytes()
+    started = time.perf_counter()
+    hook.download_result(url, dest)
+    seconds = time.perf_counter() - started
+    emit({
+        "seconds": seconds,
+        "rss_before": rss_before,
+        "peak_before": peak_before,
+        "peak_after": peak_rss_bytes(),
+    })
+
+
+if __name__ == "__main__":
+    main()
