@@ -14,6 +14,7 @@ from airflow_provider_hitpaw.retries import RetryPolicy
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
+DEFAULT_CONN_ID = "hitpaw_default"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 

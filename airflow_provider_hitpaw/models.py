@@ -6,10 +6,9 @@ and limits come from HitPaw's developer documentation (see the project's HITPAW-
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -145,6 +144,8 @@ def get_model(name: str) -> ModelSpec | None:
 
 
 def _suggestion(name: str, candidates: list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(name.lower(), candidates, n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
 
@@ -266,7 +267,7 @@ def validate_dpi(dpi: object) -> int | None:
     if dpi is None:
         return None
     if isinstance(dpi, bool) or not isinstance(dpi, int):
-        if isinstance(dpi, str) and dpi.strip().isdigit():
+        if isinstance(dpi, str) and dpi.strip().isascii() and dpi.strip().isdigit():
             dpi = int(dpi.strip())
         else:
             raise _invalid(f"dpi must be a whole number such as 300, got {dpi!r}")
@@ -279,3 +280,27 @@ def validate_exif(exif: object) -> bool:
     if not isinstance(exif, bool):
         raise _invalid(f"exif must be True or False, got {exif!r}")
     return exif
+
+
+def build_submit_payload(
+    img_url: str,
+    model_name: str,
+    extension: str,
+    exif: bool = False,
+    dpi: int | None = None,
+    *,
+    allow_unknown_model: bool = False,
+) -> dict[str, Any]:
+    """Validate a photo submission and build its JSON body (the API's field names); raises before
+    anything is sent."""
+    spec = validate_model_name(model_name, allow_unknown_model=allow_unknown_model)
+    payload: dict[str, Any] = {
+        "model_name": model_name,
+        "img_url": validate_url(img_url),
+        "extension": validate_extension(extension, spec),
+        "exif": validate_exif(exif),
+    }
+    checked_dpi = validate_dpi(dpi)
+    if checked_dpi is not None:
+        payload["DPI"] = checked_dpi
+    return payload

@@ -12,11 +12,12 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hitpaw.errors import HitPawError, HitPawRateLimitError
+
+if TYPE_CHECKING:  # tenacity is imported on first use: DAG files that only build operators skip it
+    from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def _log_retry(log: logging.Logger | Any, what: str, policy: RetryPolicy):  # ty
 
 
 def _kwargs(policy: RetryPolicy, log: Any, what: str, deadline: float | None) -> dict[str, Any]:
+    from tenacity import retry_if_exception
+
     return {
         "retry": retry_if_exception(is_retryable),
         "wait": _wait(policy),
@@ -102,6 +105,8 @@ def _kwargs(policy: RetryPolicy, log: Any, what: str, deadline: float | None) ->
 
 def sync_retrying(policy: RetryPolicy, log: Any, what: str, deadline: float | None = None) -> Retrying:
     """A tenacity ``Retrying`` for one read request. ``deadline`` is epoch seconds."""
+    from tenacity import Retrying
+
     return Retrying(**_kwargs(policy, log, what, deadline))
 
 
@@ -109,4 +114,6 @@ def async_retrying(
     policy: RetryPolicy, log: Any, what: str, deadline: float | None = None
 ) -> AsyncRetrying:
     """The asyncio twin of :func:`sync_retrying` (waits with ``asyncio.sleep``)."""
+    from tenacity import AsyncRetrying
+
     return AsyncRetrying(**_kwargs(policy, log, what, deadline))

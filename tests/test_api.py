@@ -135,3 +135,12 @@ def test_random_replies_never_crash_or_succeed_falsely(data, raw):
             parse_submit_reply(200, body)
         except HitPawResponseError:
             pass
+
+
+def test_unicode_digits_are_not_numbers():
+    from airflow_provider_hitpaw.api import error_from_reply
+
+    error = error_from_reply(400, '{"code": "²", "message": "odd"}'.encode())
+    assert error is not None and error.code is None
+    with pytest.raises(HitPawResponseError):
+        parse_submit_reply(200, envelope({"job_id": "a", "consume_coins": "²"}))

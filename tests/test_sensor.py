@@ -144,3 +144,9 @@ def test_start_from_trigger_is_ignored_when_it_cannot_work():
         with pytest.warns(UserWarning, match="before 3.3"):
             old = sensor(start_from_trigger=True, deferrable=True)
         assert not old.start_from_trigger and old.start_trigger_args is None
+
+
+def test_trigger_classpath_constant_matches_the_trigger():
+    from airflow_provider_hitpaw.sensors.hitpaw import TRIGGER_CLASSPATH
+
+    assert HitPawTaskStatusTrigger(job_id="j", deadline=1.0).serialize()[0] == TRIGGER_CLASSPATH

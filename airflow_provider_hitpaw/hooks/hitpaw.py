@@ -26,7 +26,7 @@ from airflow_provider_hitpaw.api import (
     parse_submit_reply,
     validate_job_id,
 )
-from airflow_provider_hitpaw.connection import HitPawSettings
+from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
     HitPawConnectionError,
@@ -39,13 +39,7 @@ from airflow_provider_hitpaw.errors import (
     HitPawValidationError,
     HitPawWaitTimeoutError,
 )
-from airflow_provider_hitpaw.models import (
-    validate_dpi,
-    validate_exif,
-    validate_extension,
-    validate_model_name,
-    validate_url,
-)
+from airflow_provider_hitpaw.models import build_submit_payload, validate_url
 from airflow_provider_hitpaw.retries import RetryPolicy, sync_retrying
 
 if TYPE_CHECKING:
@@ -66,29 +60,6 @@ CONNECTION_TEST_JOB_ID = "airflow-connection-test-00000000"
 MAX_REDIRECTS = 5
 
 
-def build_submit_payload(
-    img_url: str,
-    model_name: str,
-    extension: str,
-    exif: bool = False,
-    dpi: int | None = None,
-    *,
-    allow_unknown_model: bool = False,
-) -> dict[str, Any]:
-    """Validate a photo submission and build its JSON body; raises before anything is sent."""
-    spec = validate_model_name(model_name, allow_unknown_model=allow_unknown_model)
-    payload: dict[str, Any] = {
-        "model_name": model_name,
-        "img_url": validate_url(img_url),
-        "extension": validate_extension(extension, spec),
-        "exif": validate_exif(exif),
-    }
-    checked_dpi = validate_dpi(dpi)
-    if checked_dpi is not None:
-        payload["DPI"] = checked_dpi
-    return payload
-
-
 class HitPawHook(BaseHook):
     """Talks to the HitPaw API synchronously.
 
@@ -101,7 +72,7 @@ class HitPawHook(BaseHook):
     """
 
     conn_name_attr = "hitpaw_conn_id"
-    default_conn_name = "hitpaw_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "hitpaw"
     hook_name = "HitPaw"
 
@@ -347,7 +318,7 @@ class HitPawHook(BaseHook):
                 written = _write_stream(response.iter_content(DOWNLOAD_CHUNK_BYTES), target)
         except requests.RequestException as err:
             raise HitPawConnectionError(f"Downloading the result failed: {_brief(err)}") from None
-        if expected is not None and expected.isdigit() and int(expected) != written:
+        if expected is not None and expected.isascii() and expected.isdigit() and int(expected) != written:
             raise HitPawConnectionError(
                 f"The result download was cut short: {written} of {expected} bytes"
             )
@@ -383,7 +354,7 @@ class HitPawAsyncHook(BaseHook):
     """
 
     conn_name_attr = "hitpaw_conn_id"
-    default_conn_name = "hitpaw_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "hitpaw"
     hook_name = "HitPaw (async)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
+from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.errors import (
     HitPawJobFailedError,
     HitPawSubmitOutcomeUnknownError,
@@ -18,11 +20,11 @@ from airflow_provider_hitpaw.errors import (
     HitPawValidationError,
 )
 from airflow_provider_hitpaw.events import completed_job_from_event
-from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook, build_submit_payload
 from airflow_provider_hitpaw.lineage import dataset_identity
 from airflow_provider_hitpaw.links.hitpaw import RES_URL_XCOM_KEY, HitPawResultLink
 from airflow_provider_hitpaw.models import (
     PHOTO_OUTPUT_FORMATS,
+    build_submit_payload,
     extension_from_url,
     normalize_extension,
     validate_dpi,
@@ -32,13 +34,13 @@ from airflow_provider_hitpaw.models import (
     validate_url,
 )
 from airflow_provider_hitpaw.resume import JobMemory, StoredJob, submission_fingerprint
-from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
 from airflow_provider_hitpaw.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_hitpaw.api import TaskStatus
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 
 #: Airflow's own limit on a deferral is the wait's timeout plus this margin, so that the trigger's
 #: ``timeout`` event (which keeps the job id for a retry) normally arrives first.
@@ -132,7 +134,7 @@ class EnhancePhotoOperator(BaseOperator):
         extension: str | None = None,
         exif: bool = False,
         dpi: int | str | None = None,
-        hitpaw_conn_id: str = HitPawHook.default_conn_name,
+        hitpaw_conn_id: str = DEFAULT_CONN_ID,
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
@@ -166,7 +168,8 @@ class EnhancePhotoOperator(BaseOperator):
         validate_exif(self.exif)
         for name in ("poll_interval", "timeout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            # Not NaN or infinity: a NaN timeout made the wait endless, an infinite one broke defer().
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise HitPawValidationError(f"{name} must be a positive number of seconds, got {value!r}")
         if not isinstance(self.max_consecutive_errors, int) or self.max_consecutive_errors < 1:
             raise HitPawValidationError(
@@ -206,6 +209,8 @@ class EnhancePhotoOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> HitPawHook:
+        from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
+
         return HitPawHook(self.hitpaw_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -230,6 +235,8 @@ class EnhancePhotoOperator(BaseOperator):
 
         deadline = time.time() + self.timeout
         if self.deferrable:
+            from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
+
             self.defer(
                 trigger=HitPawTaskStatusTrigger(
                     job_id=job.job_id,

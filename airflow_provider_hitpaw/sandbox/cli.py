@@ -119,7 +119,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     prices = {}
     for item in args.price:
         model, sep, coins = item.partition("=")
-        if not sep or not coins.strip().isdigit():
+        if not sep or not (coins.strip().isascii() and coins.strip().isdigit()):
             raise ValueError(f"--price takes MODEL=COINS, got {item!r}")
         prices[model.strip()] = int(coins)
     faults = FaultConfig(

@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.triggers.base import StartTriggerArgs
 
+from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.errors import HitPawJobFailedError, HitPawWaitTimeoutError
 from airflow_provider_hitpaw.events import completed_job_from_event
-from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.links.hitpaw import RES_URL_XCOM_KEY, HitPawResultLink
-from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
 from airflow_provider_hitpaw.version_compat import (
     AIRFLOW_V_3_3_PLUS,
     AirflowSensorTimeout,
@@ -28,8 +26,10 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_hitpaw.api import TaskStatus
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 
-TRIGGER_CLASSPATH = f"{HitPawTaskStatusTrigger.__module__}.{HitPawTaskStatusTrigger.__qualname__}"
+# A string, so that parsing a DAG does not import the trigger module (and aiohttp-side code).
+TRIGGER_CLASSPATH = "airflow_provider_hitpaw.triggers.hitpaw.HitPawTaskStatusTrigger"
 #: Started from the triggerer, the trigger gets no deadline of its own (kwargs are fixed when the
 #: DAG is parsed); Airflow's trigger timeout, set by the scheduler when the task starts, bounds it.
 NO_TRIGGER_DEADLINE = 253_402_300_799.0  # 9999-12-31T23:59:59Z
@@ -63,7 +63,7 @@ class TaskStatusSensor(BaseSensorOperator):
         self,
         *,
         job_id: str,
-        hitpaw_conn_id: str = HitPawHook.default_conn_name,
+        hitpaw_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         start_from_trigger: bool = False,
         max_consecutive_errors: int = 5,
@@ -76,6 +76,8 @@ class TaskStatusSensor(BaseSensorOperator):
         self.max_consecutive_errors = max_consecutive_errors
         self.start_from_trigger = self._can_start_from_trigger(start_from_trigger)
         if self.start_from_trigger:
+            from airflow.triggers.base import StartTriggerArgs
+
             self.start_trigger_args = StartTriggerArgs(
                 trigger_cls=TRIGGER_CLASSPATH,
                 trigger_kwargs={
@@ -113,6 +115,8 @@ class TaskStatusSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> HitPawHook:
+        from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
+
         return HitPawHook(self.hitpaw_conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
@@ -143,6 +147,8 @@ class TaskStatusSensor(BaseSensorOperator):
         outcome = self._outcome(context, self.hook.get_task_status(self.job_id))
         if isinstance(outcome, PokeReturnValue):
             return outcome.xcom_value
+        from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
+
         self.defer(
             trigger=HitPawTaskStatusTrigger(
                 job_id=self.job_id,
