@@ -168,6 +168,19 @@ def decode_json(body: bytes) -> Any:
     return json.loads(body.decode("utf-8"))
 
 
+def try_decode_json(body: bytes) -> Any:
+    """JSON of a body, or None when it is empty or not JSON (decode a reply once, read it twice)."""
+    if not body:
+        return None
+    try:
+        return decode_json(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+_UNDECODED: Any = object()
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (only the delta-seconds form; dates are rare here)."""
     if value is None:
@@ -185,17 +198,16 @@ def error_from_reply(
     *,
     retry_after: str | None = None,
     job_id: str | None = None,
+    payload: Any = _UNDECODED,
 ) -> HitPawError | None:
     """The typed error a reply stands for, or None when it is a success envelope.
 
     Reads every error shape HitPaw is known to send: ``{"error_code", "message"}``,
     ``{"code", "message"}``, ``{"code", "msg"}``, and HTML or empty bodies from gateways.
+    ``payload`` is the body already decoded by :func:`try_decode_json`, if the caller has it.
     """
-    payload: Any = None
-    try:
-        payload = decode_json(body) if body else None
-    except (ValueError, UnicodeDecodeError):
-        payload = None
+    if payload is _UNDECODED:
+        payload = try_decode_json(body)
 
     code: int | None = None
     message: str | None = None
@@ -291,9 +303,14 @@ def _optional_url(data: dict[str, Any], key: str, status_code: int, job_id: str)
     return value
 
 
-def parse_status_reply(status_code: int, body: bytes, job_id: str) -> TaskStatus:
-    """A successful status reply's ``data``. A COMPLETED job without an http(s) res_url is malformed."""
-    data = _data(parse_json_reply(status_code, body, job_id=job_id), status_code, job_id)
+def parse_status_reply(status_code: int, body: bytes, job_id: str, *, payload: Any = _UNDECODED) -> TaskStatus:
+    """A successful status reply's ``data``. A COMPLETED job without an http(s) res_url is malformed.
+
+    ``payload`` is the body already decoded by :func:`try_decode_json`, if the caller has it.
+    """
+    if payload is _UNDECODED:
+        payload = parse_json_reply(status_code, body, job_id=job_id)
+    data = _data(payload, status_code, job_id)
     raw = data.get("status")
     if not isinstance(raw, str) or not raw.strip():
         raise HitPawResponseError(

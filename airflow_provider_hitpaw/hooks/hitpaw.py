@@ -24,6 +24,7 @@ from airflow_provider_hitpaw.api import (
     error_from_reply,
     parse_status_reply,
     parse_submit_reply,
+    try_decode_json,
     validate_job_id,
 )
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings
@@ -368,12 +369,16 @@ class HitPawAsyncHook(BaseHook):
 
     async def get_settings(self) -> HitPawSettings:
         if self._settings is None:
-            conn = await self.aget_connection(self.hitpaw_conn_id)
-            settings = HitPawSettings.from_connection(conn)
+            from airflow_provider_hitpaw.hooks.session import shared_settings
+
+            settings = await shared_settings(self.hitpaw_conn_id, self._read_settings)
             if self._retry_policy_override is not None:
                 settings = _with_policy(settings, self._retry_policy_override)
             self._settings = settings
         return self._settings
+
+    async def _read_settings(self) -> HitPawSettings:
+        return HitPawSettings.from_connection(await self.aget_connection(self.hitpaw_conn_id))
 
     async def _post(
         self, settings: HitPawSettings, path: str, payload: dict[str, Any], *, fresh: bool = False
@@ -393,6 +398,9 @@ class HitPawAsyncHook(BaseHook):
                 timeout=client_timeout(settings.connect_timeout, settings.read_timeout),
                 allow_redirects=False,
             ) as response:
+                length = response.content_length
+                if length is not None and length <= MAX_REPLY_BYTES:
+                    return Reply(response.status, await response.read(), response.headers)
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.content.iter_any():
@@ -502,12 +510,14 @@ def read_status_reply(reply: Reply, job_id: str) -> TaskStatus:
         raise HitPawResponseError(
             f"HitPaw redirected the status request (HTTP {reply.status_code})", job_id=job_id
         )
+    payload = try_decode_json(reply.body)
     error = error_from_reply(
-        reply.status_code, reply.body, retry_after=reply.headers.get("Retry-After"), job_id=job_id
+        reply.status_code, reply.body, retry_after=reply.headers.get("Retry-After"), job_id=job_id,
+        payload=payload,
     )
     if error is not None:
         raise error
-    return parse_status_reply(reply.status_code, reply.body, job_id)
+    return parse_status_reply(reply.status_code, reply.body, job_id, payload=payload)
 
 
 def read_submit_reply(reply: Reply, payload: dict[str, Any]) -> SubmittedJob:

@@ -7,10 +7,15 @@ poll against the real API), so triggers borrow this one and never close it thems
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
+
+T = TypeVar("T")
 
 # Enough parallel connections for thousands of waiting triggers; each request still has
 # connect and read timeouts, so a request waiting for a free connection cannot wait forever.
@@ -59,9 +64,51 @@ async def close_shared_session() -> None:
         await session.close()
 
 
+@functools.lru_cache(maxsize=64)
 def client_timeout(connect_timeout: float, read_timeout: float) -> aiohttp.ClientTimeout:
     """Bounds on opening the socket, on each read, and on the whole request (so a reply that
     trickles in a byte at a time cannot hold a trigger past ``connect_timeout + read_timeout``)."""
     return aiohttp.ClientTimeout(
         total=connect_timeout + read_timeout, sock_connect=connect_timeout, sock_read=read_timeout
     )
+
+
+#: How long the settings read from a connection are reused by the triggers of a process. A rotated
+#: key is picked up after at most this long; meanwhile thousands of triggers on one connection cost
+#: one lookup instead of thousands.
+SETTINGS_TTL_SECONDS = 60.0
+
+_settings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def shared_settings(conn_id: str, read: Callable[[], Awaitable[T]]) -> T:
+    """The settings of a connection, read once per ``SETTINGS_TTL_SECONDS`` per event loop.
+
+    Concurrent callers wait on the same lookup; a failed lookup is not kept, so the next call tries
+    again.
+    """
+    loop = asyncio.get_running_loop()
+    entries = _settings.setdefault(loop, {})
+    entry = entries.get(conn_id)
+    now = time.monotonic()
+    if entry is None or entry[0] < now or _failed(entry[1]):
+        future: asyncio.Future[Any] = asyncio.ensure_future(read())
+        entries[conn_id] = (now + SETTINGS_TTL_SECONDS, future)
+        entry = entries[conn_id]
+    try:
+        return await asyncio.shield(entry[1])
+    except Exception:
+        if entries.get(conn_id) is entry:
+            del entries[conn_id]
+        raise
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
+
+
+def forget_settings() -> None:
+    """Drop every cached connection setting (tests; a process that knows its key changed)."""
+    _settings.clear()

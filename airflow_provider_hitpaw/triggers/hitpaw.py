@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -82,10 +83,7 @@ class HitPawTaskStatusTrigger(BaseTrigger):
             if time.time() >= self.deadline:
                 return self._timeout(last_status)
             try:
-                # A request may not outlive the deadline, whatever the connection's timeouts say.
-                status: TaskStatus = await asyncio.wait_for(
-                    hook.get_task_status(self.job_id), timeout=self.deadline - time.time()
-                )
+                status = await self._status_before_deadline(hook)
             except asyncio.TimeoutError:
                 return self._timeout(last_status)
             except HitPawError as err:
@@ -124,6 +122,14 @@ class HitPawTaskStatusTrigger(BaseTrigger):
                     }
                 pause = self.poll_interval
             await asyncio.sleep(max(0.0, min(pause, self.deadline - time.time())))
+
+    async def _status_before_deadline(self, hook: Any) -> TaskStatus:
+        """One status request, cut off at the deadline whatever the connection's timeouts say."""
+        remaining = self.deadline - time.time()
+        if sys.version_info >= (3, 11):  # asyncio.timeout costs no extra task per poll
+            async with asyncio.timeout(remaining):
+                return await hook.get_task_status(self.job_id)
+        return await asyncio.wait_for(hook.get_task_status(self.job_id), remaining)  # pragma: no cover
 
     def _error_pause(self, errors_in_a_row: int, err: HitPawError) -> float:
         pause = min(MAX_ERROR_BACKOFF_SECONDS, self.poll_interval * 2 ** (errors_in_a_row - 1))
