@@ -51,6 +51,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     at: float
+    peer: Any = None
 
 
 class ScriptedServer:
@@ -73,7 +74,8 @@ class ScriptedServer:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw
-        self.requests.append(Recorded(request.path, dict(request.headers), body, time.time()))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.requests.append(Recorded(request.path, dict(request.headers), body, time.time(), peer))
         queue = self.scripts.get(request.path) or [Step(404, b"not scripted")]
         step = queue.pop(0) if len(queue) > 1 else queue[0]
         if step.delay:

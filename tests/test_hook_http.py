@@ -304,3 +304,14 @@ def test_downloaded_file_honours_the_umask(hook, scripted, tmp_path):
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_submit_reuses_only_a_connection_that_just_answered(hook, scripted):
+    scripted.script(TASK_STATUS_PATH, status_step("WAITING"))
+    scripted.script(PHOTO_ENHANCER_PATH, SUBMIT_OK)
+    hook.get_task_status("job-1")
+    submit(hook)
+    assert scripted.requests[0].peer == scripted.requests[1].peer  # answered just now: reused
+    time.sleep(1.2)
+    submit(hook)
+    assert scripted.requests[2].peer != scripted.requests[1].peer  # idle: a fresh connection

@@ -56,6 +56,7 @@ T = TypeVar("T")
 # ones at about curl's (BENCHMARKS.md, download).
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 MAX_REPLY_BYTES = 1024 * 1024
+REUSE_CONNECTION_FOR_SUBMIT_SECONDS = 1.0
 # A job id no HitPaw job can have: asking its status proves the key without spending coins.
 CONNECTION_TEST_JOB_ID = "airflow-connection-test-00000000"
 MAX_REDIRECTS = 5
@@ -83,6 +84,7 @@ class HitPawHook(BaseHook):
         super().__init__()
         self.hitpaw_conn_id = hitpaw_conn_id
         self._retry_policy_override = retry_policy
+        self._last_reply_at = -math.inf
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -147,6 +149,7 @@ class HitPawHook(BaseHook):
             stream=True,
         ) as response:
             body = _read_capped(response, limit)
+            self._last_reply_at = time.monotonic()
             return Reply(response.status_code, body, response.headers)
 
     # --- submit -------------------------------------------------------------------------------
@@ -184,9 +187,12 @@ class HitPawHook(BaseHook):
     def submit(self, path: str, payload: dict[str, Any]) -> SubmittedJob:
         """POST an already validated submission with the money-safe retry rules."""
         retrying = sync_retrying(self.settings.retry, self.log, f"submission to {path}")
-        # A submission goes out on a fresh connection: a pooled one the server has just closed would
-        # fail in a way that cannot be told apart from a lost reply.
-        self.close()
+        # A pooled connection that the server closes for idleness just as the submission goes out
+        # fails in a way that cannot be told apart from a lost reply. Servers keep idle connections
+        # for seconds (5 s at the least common defaults), so one that answered within the last
+        # second is reused; an older one is dropped and the submission opens a fresh connection.
+        if time.monotonic() - self._last_reply_at > REUSE_CONNECTION_FOR_SUBMIT_SECONDS:
+            self.close()
         return retrying(self._submit_once, path, payload)
 
     def _submit_once(self, path: str, payload: dict[str, Any]) -> SubmittedJob:
