@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_hitpaw.errors import HitPawError, HitPawRateLimitError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # tenacity is imported on first use: DAG files that only build operators skip it
     from tenacity import AsyncRetrying, RetryCallState, Retrying
@@ -117,3 +120,47 @@ def async_retrying(
     from tenacity import AsyncRetrying
 
     return AsyncRetrying(**_kwargs(policy, log, what, deadline))
+
+
+def call_with_retries(
+    policy: RetryPolicy, log: Any, what: str, fn: Callable[[], T], deadline: float | None = None
+) -> T:
+    """Call ``fn`` under the policy. The first attempt runs bare, so that the usual case (it works)
+    pays nothing for tenacity; a retryable failure hands over to :func:`sync_retrying`, which sees
+    that failure as its first attempt (replayed, not sent again) and counts and waits from there."""
+    try:
+        return fn()
+    except Exception as err:
+        if not is_retryable(err) or policy.max_attempts <= 1:
+            raise
+        first_failure: BaseException | None = err
+
+    def replay_then_call() -> T:
+        nonlocal first_failure
+        if first_failure is not None:
+            failure, first_failure = first_failure, None
+            raise failure
+        return fn()
+
+    return sync_retrying(policy, log, what, deadline)(replay_then_call)
+
+
+async def acall_with_retries(
+    policy: RetryPolicy, log: Any, what: str, fn: Callable[[], Awaitable[T]], deadline: float | None = None
+) -> T:
+    """The asyncio twin of :func:`call_with_retries`."""
+    try:
+        return await fn()
+    except Exception as err:
+        if not is_retryable(err) or policy.max_attempts <= 1:
+            raise
+        first_failure: BaseException | None = err
+
+    async def replay_then_call() -> T:
+        nonlocal first_failure
+        if first_failure is not None:
+            failure, first_failure = first_failure, None
+            raise failure
+        return await fn()
+
+    return await async_retrying(policy, log, what, deadline)(replay_then_call)

@@ -105,3 +105,33 @@ def test_each_retry_is_logged_with_its_reason(caplog):
     with caplog.at_level(logging.WARNING, logger="test"):
         sync_retrying(RetryPolicy(backoff_initial=0.001, jitter=0), log, "status request")(call)
     assert "HitPaw status request failed (attempt 1 of 5): HitPawServerError: gateway hiccup" in caplog.text
+
+
+def test_call_with_retries_counts_the_bare_first_attempt():
+    from airflow_provider_hitpaw.retries import call_with_retries
+
+    call, calls = failing([HitPawServerError("down")])
+    with pytest.raises(HitPawServerError):
+        call_with_retries(RetryPolicy(max_attempts=3, backoff_initial=0.001, jitter=0), log, "t", call)
+    assert len(calls) == 3
+    call, calls = failing([None])
+    assert call_with_retries(RetryPolicy(), log, "t", call) == "ok" and len(calls) == 1
+    call, calls = failing([HitPawAuthError("no")])
+    with pytest.raises(HitPawAuthError):
+        call_with_retries(RetryPolicy(), log, "t", call)
+    assert len(calls) == 1
+
+
+async def test_acall_with_retries_counts_the_bare_first_attempt():
+    from airflow_provider_hitpaw.retries import acall_with_retries
+
+    calls = []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise HitPawConnectionError("reset")
+        return "ok"
+
+    assert await acall_with_retries(RetryPolicy(backoff_initial=0.001, jitter=0), log, "t", flaky) == "ok"
+    assert len(calls) == 3

@@ -41,7 +41,7 @@ from airflow_provider_hitpaw.errors import (
     HitPawWaitTimeoutError,
 )
 from airflow_provider_hitpaw.models import build_submit_payload, validate_url
-from airflow_provider_hitpaw.retries import RetryPolicy, sync_retrying
+from airflow_provider_hitpaw.retries import RetryPolicy, acall_with_retries, call_with_retries
 
 if TYPE_CHECKING:
     import requests
@@ -186,14 +186,15 @@ class HitPawHook(BaseHook):
 
     def submit(self, path: str, payload: dict[str, Any]) -> SubmittedJob:
         """POST an already validated submission with the money-safe retry rules."""
-        retrying = sync_retrying(self.settings.retry, self.log, f"submission to {path}")
         # A pooled connection that the server closes for idleness just as the submission goes out
         # fails in a way that cannot be told apart from a lost reply. Servers keep idle connections
         # for seconds (5 s at the least common defaults), so one that answered within the last
         # second is reused; an older one is dropped and the submission opens a fresh connection.
         if time.monotonic() - self._last_reply_at > REUSE_CONNECTION_FOR_SUBMIT_SECONDS:
             self.close()
-        return retrying(self._submit_once, path, payload)
+        return call_with_retries(
+            self.settings.retry, self.log, f"submission to {path}", lambda: self._submit_once(path, payload)
+        )
 
     def _submit_once(self, path: str, payload: dict[str, Any]) -> SubmittedJob:
         import requests
@@ -225,8 +226,9 @@ class HitPawHook(BaseHook):
         :raises HitPawTaskNotFoundError: HitPaw does not know the job.
         """
         validate_job_id(job_id)
-        retrying = sync_retrying(self.settings.retry, self.log, "status request", deadline)
-        return retrying(self._status_once, job_id, deadline)
+        return call_with_retries(
+            self.settings.retry, self.log, "status request", lambda: self._status_once(job_id, deadline), deadline
+        )
 
     def _status_once(self, job_id: str, deadline: float | None = None) -> TaskStatus:
         import requests
@@ -307,8 +309,9 @@ class HitPawHook(BaseHook):
         """
         validate_url(res_url, field="res_url")
         target = _resolve_destination(res_url, destination)
-        retrying = sync_retrying(self.settings.retry, self.log, "result download")
-        retrying(self._download_once, res_url, target)
+        call_with_retries(
+            self.settings.retry, self.log, "result download", lambda: self._download_once(res_url, target)
+        )
         self.log.info("Copied HitPaw result to %s", target)
         return str(target)
 
@@ -425,16 +428,11 @@ class HitPawAsyncHook(BaseHook):
         :param job_id: the job's id.
         :param deadline: epoch seconds after which no retry starts.
         """
-        from airflow_provider_hitpaw.retries import async_retrying
-
         validate_job_id(job_id)
         settings = await self.get_settings()
-        if settings.retry.max_attempts == 1:  # the trigger's case: it counts errors across polls itself
-            return await self._status_once(settings, job_id)
-        async for attempt in async_retrying(settings.retry, self.log, "status request", deadline):
-            with attempt:
-                return await self._status_once(settings, job_id)
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return await acall_with_retries(
+            settings.retry, self.log, "status request", lambda: self._status_once(settings, job_id), deadline
+        )
 
     async def _status_once(self, settings: HitPawSettings, job_id: str) -> TaskStatus:
         import aiohttp
@@ -460,8 +458,6 @@ class HitPawAsyncHook(BaseHook):
         """Submit a photo job from async code; same checks and money-safe rules as the sync hook."""
         import aiohttp
 
-        from airflow_provider_hitpaw.retries import async_retrying
-
         payload = build_submit_payload(
             img_url, model_name, extension, exif, dpi, allow_unknown_model=allow_unknown_model
         )
@@ -476,10 +472,7 @@ class HitPawAsyncHook(BaseHook):
                 raise _unknown_submit(payload, f"{type(err).__name__}: {_brief(err)}") from None
             return read_submit_reply(reply, payload)
 
-        async for attempt in async_retrying(settings.retry, self.log, "submission"):
-            with attempt:
-                return await once()
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return await acall_with_retries(settings.retry, self.log, "submission", once)
 
 
 class Reply(NamedTuple):
