@@ -1,7 +1,8 @@
 """Benchmark 3 -- download: a large result streamed to disk by ``HitPawHook.download_result``,
 against ``curl -o`` of the same URL (a synthetic sandbox job with ``result_bytes``).
 
-Each hook download runs in a fresh process, so that its RSS high-water mark (``ru_maxrss``) minus its
+Each hook download runs in a fresh process, so that its RSS high-water mark (VmHWM, reset right before
+the download) minus its
 RSS just before the download is the memory the download needed. Hook and curl alternate.
 """
 
@@ -67,5 +68,5 @@ def run(sandbox: Any, size: int, rounds: int, log: Any = print) -> BenchResult:
         result.notes.append("curl was not found: no throughput baseline.")
     result.notes.append(
         f"Download: {rounds} alternating rounds, medians; RSS growth is the worst round "
-        f"(ru_maxrss after minus VmRSS before, in a fresh process).")
+        f"(VmHWM, reset before the download, minus VmRSS before, in a fresh process).")
     return result
