@@ -15,10 +15,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import bench_download, bench_hook, bench_parse, bench_ratelimit, bench_triggers
+from bench import bench_download, bench_hook, bench_parse, bench_ratelimit, bench_triggers, worker_slots
 from bench.common import BenchResult, machine_info, start_sandbox, table_lines
 
-NAMES = ("triggers", "hook", "download", "ratelimit", "parse")
+NAMES = ("triggers", "hook", "download", "ratelimit", "parse", "worker_slots")
 ANALYSIS_START = "<!-- analysis: kept by bench/run.py when it rewrites this file -->"
 ANALYSIS_END = "<!-- end analysis -->"
 
@@ -37,13 +37,15 @@ def run_one(name: str, size: str, sandbox: Any) -> BenchResult:
         return bench_ratelimit.run(sandbox, pick(bench_ratelimit))
     if name == "parse":
         return bench_parse.run(**pick(bench_parse))
+    if name == "worker_slots":
+        return worker_slots.run(**pick(worker_slots))
     raise ValueError(name)
 
 
 def run_all(names: list[str], size: str) -> tuple[list[BenchResult], list[str]]:
     results: list[BenchResult] = []
     broken: list[str] = []
-    sandbox = start_sandbox() if set(names) - {"parse"} else None
+    sandbox = start_sandbox() if set(names) - {"parse", "worker_slots"} else None
     try:
         for name in names:
             print(f"== {name} ({size})", flush=True)

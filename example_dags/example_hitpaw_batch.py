@@ -54,6 +54,7 @@ with DAG(
     enhanced = EnhancePhotoOperator.partial(
         task_id="enhance_photo",
         model_name="{{ params.model_name }}",
+        deferrable=True,  # a batch waits in the triggerer: N photos, no worker slot held
         poll_interval=2,
         timeout=30 * 60,
         map_index_template="{{ task.img_url }}",

@@ -16,7 +16,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 MODULES = ["common", "http_pattern", "trigger_client", "download_client", "parse_client",
-           "bench_triggers", "bench_hook", "bench_download", "bench_ratelimit", "bench_parse", "run"]
+           "bench_triggers", "bench_hook", "bench_download", "bench_ratelimit", "bench_parse", "worker_slots", "run"]
 
 
 @pytest.mark.parametrize("name", MODULES)
