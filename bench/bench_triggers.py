@@ -18,7 +18,7 @@ from bench.http_pattern import pattern_name
 MODES = ("ours", "bare", "session_per_poll")
 # (K, poll interval in seconds, rounds). 10,000 at 10 s is 1,000 status requests a second.
 FULL = [(1_000, 2.0, 2), (10_000, 10.0, 1)]
-QUICK = [(300, 1.0, 1)]
+QUICK = [(300, 0.5, 3)]
 SMOKE = [(20, 0.3, 1)]
 
 CPU_TARGET = 1.2

@@ -103,7 +103,11 @@ class HitPawTaskStatusTrigger(BaseTrigger):
             else:
                 errors_in_a_row = 0
                 if status.raw_status != last_status:
-                    self.log.info("HitPaw job %s is %s", self.job_id, status.raw_status)
+                    # INFO for the first and the final state, DEBUG in between: with thousands of
+                    # triggers in one process, log lines are a good part of the cost of a poll.
+                    first_or_last = last_status is None or status.is_terminal
+                    log = self.log.info if first_or_last else self.log.debug
+                    log("HitPaw job %s is %s", self.job_id, status.raw_status)
                     last_status = status.raw_status
                 if status.is_success:
                     return {
