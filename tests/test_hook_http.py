@@ -315,3 +315,18 @@ def test_submit_reuses_only_a_connection_that_just_answered(hook, scripted):
     time.sleep(1.2)
     submit(hook)
     assert scripted.requests[2].peer != scripted.requests[1].peer  # idle: a fresh connection
+
+
+@pytest.mark.parametrize("path", [TASK_STATUS_PATH, PHOTO_ENHANCER_PATH])
+def test_a_key_quoted_back_by_the_server_is_masked_at_the_source(monkeypatch, scripted, path):
+    """Not left to Airflow's log masking: the error's own text is clean, its cause too."""
+    canary = "CANARY-ECHO-5e2b7d"
+    set_hitpaw_connection(monkeypatch, "echo", scripted.base_url, canary)
+    scripted.script(path, Step(500, {"error_code": 100500000, "message": f"bad key {canary}"}))
+    hook = HitPawHook("echo", retry_policy=RetryPolicy(max_attempts=1))
+    call = (lambda: hook.get_task_status("job-1")) if path == TASK_STATUS_PATH else (lambda: submit(hook))
+    with pytest.raises((HitPawServerError, HitPawSubmitOutcomeUnknownError)) as info:
+        call()
+    chain = [info.value, info.value.__cause__]
+    assert all(canary not in str(e) and canary not in repr(e.args) for e in chain if e is not None)
+    assert "***" in str(info.value)

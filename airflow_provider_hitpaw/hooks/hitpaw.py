@@ -7,7 +7,8 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -212,7 +213,7 @@ class HitPawHook(BaseHook):
                 raise HitPawConnectionError(f"TLS error talking to HitPaw: {_brief(err)}") from None
             raise _unknown_submit(payload, f"{type(err).__name__}: {_brief(err)}") from None
 
-        job = read_submit_reply(reply, payload)
+        job = read_submit_reply(reply, payload, self.settings.api_key)
         self.log.info("Submitted HitPaw job %s (%d coins)", job.job_id, job.consume_coins)
         return job
 
@@ -237,7 +238,7 @@ class HitPawHook(BaseHook):
             reply = self._post(TASK_STATUS_PATH, {"job_id": job_id}, deadline)
         except (requests.RequestException, _ReplyTooSlow) as err:
             raise HitPawConnectionError(f"Status request failed: {_brief(err)}", job_id=job_id) from None
-        return read_status_reply(reply, job_id)
+        return read_status_reply(reply, job_id, self.settings.api_key)
 
     def wait_for_completion(
         self,
@@ -443,7 +444,7 @@ class HitPawAsyncHook(BaseHook):
             raise HitPawConnectionError(
                 f"Status request failed: {type(err).__name__}: {_brief(err)}", job_id=job_id
             ) from None
-        return read_status_reply(reply, job_id)
+        return read_status_reply(reply, job_id, settings.api_key)
 
     async def enhance_photo(
         self,
@@ -470,7 +471,7 @@ class HitPawAsyncHook(BaseHook):
                 raise HitPawConnectionError(f"Could not connect to HitPaw: {_brief(err)}") from None
             except (aiohttp.ClientError, asyncio.TimeoutError, HitPawResponseError) as err:
                 raise _unknown_submit(payload, f"{type(err).__name__}: {_brief(err)}") from None
-            return read_submit_reply(reply, payload)
+            return read_submit_reply(reply, payload, settings.api_key)
 
         return await acall_with_retries(settings.retry, self.log, "submission", once)
 
@@ -503,23 +504,46 @@ def _read_capped(response: requests.Response, limit: float) -> bytes:
             raise _ReplyTooSlow("the reply did not arrive within the connect and read timeouts")
 
 
-def read_status_reply(reply: Reply, job_id: str) -> TaskStatus:
-    """The status a reply stands for, or its typed error."""
-    if 300 <= reply.status_code < 400:
-        raise HitPawResponseError(
-            f"HitPaw redirected the status request (HTTP {reply.status_code})", job_id=job_id
+def read_status_reply(reply: Reply, job_id: str, secret: str | None = None) -> TaskStatus:
+    """The status a reply stands for, or its typed error (with ``secret`` masked in its message)."""
+    with _masking(secret):
+        if 300 <= reply.status_code < 400:
+            raise HitPawResponseError(
+                f"HitPaw redirected the status request (HTTP {reply.status_code})", job_id=job_id
+            )
+        payload = try_decode_json(reply.body)
+        error = error_from_reply(
+            reply.status_code, reply.body, retry_after=reply.headers.get("Retry-After"), job_id=job_id,
+            payload=payload,
         )
-    payload = try_decode_json(reply.body)
-    error = error_from_reply(
-        reply.status_code, reply.body, retry_after=reply.headers.get("Retry-After"), job_id=job_id,
-        payload=payload,
-    )
-    if error is not None:
-        raise error
-    return parse_status_reply(reply.status_code, reply.body, job_id, payload=payload)
+        if error is not None:
+            raise error
+        return parse_status_reply(reply.status_code, reply.body, job_id, payload=payload)
 
 
-def read_submit_reply(reply: Reply, payload: dict[str, Any]) -> SubmittedJob:
+@contextmanager
+def _masking(secret: str | None) -> Iterator[None]:
+    """Mask ``secret`` in a HitPaw error raised inside: a server may quote the key back in a message,
+    and such a message can end up where Airflow's log masking does not reach (a trigger event in the
+    metadata database, for one)."""
+    try:
+        yield
+    except HitPawError as err:
+        cause: BaseException | None = err
+        while secret and isinstance(cause, HitPawError):
+            if secret in cause.message:
+                cause.message = cause.message.replace(secret, "***")
+                cause.args = (cause._describe(),)
+            cause = cause.__cause__
+        raise
+
+
+def read_submit_reply(reply: Reply, payload: dict[str, Any], secret: str | None = None) -> SubmittedJob:
+    with _masking(secret):
+        return _read_submit_reply(reply, payload)
+
+
+def _read_submit_reply(reply: Reply, payload: dict[str, Any]) -> SubmittedJob:
     """The job a submission's reply stands for, or the error, sorted by whether coins may be gone.
 
     A refusal (4xx, or an error code in a 2xx body) and a 429 created nothing. A 5xx, or a 2xx that

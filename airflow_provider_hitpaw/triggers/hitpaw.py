@@ -76,7 +76,7 @@ class HitPawTaskStatusTrigger(BaseTrigger):
         yield TriggerEvent(await self._wait())
 
     async def _wait(self) -> dict[str, Any]:
-        hook = self._hook_in_use = self._hook()
+        hook = self._hook()
         errors_in_a_row = 0
         last_status: str | None = None
         while True:
@@ -146,19 +146,12 @@ class HitPawTaskStatusTrigger(BaseTrigger):
             "status": "error",
             "job_id": self.job_id,
             "error_class": type(err).__name__,
-            "message": self._scrub(f"{err}{note}"),
+            "message": f"{err}{note}",
         }
         if isinstance(err, HitPawError):
             event["error_code"] = err.code
             event["http_status"] = err.http_status
         return event
-
-    def _scrub(self, text: str) -> str:
-        """Mask the API key in a message going into the event, which the metadata DB keeps unmasked
-        (a server that echoes the key in its error message must not put it there)."""
-        settings = getattr(getattr(self, "_hook_in_use", None), "_settings", None)
-        api_key = getattr(settings, "api_key", None)
-        return text.replace(api_key, "***") if api_key else text
 
     def _timeout(self, last_status: str | None) -> dict[str, Any]:
         return {
