@@ -269,6 +269,9 @@ class EnhancePhotoOperator(BaseOperator):
         except HitPawJobFailedError:
             JobMemory(context).forget(job_id)
             raise
+        if consume_coins is None:  # resumed without defer()'s kwargs (dag.test() drops them)
+            ti = context["ti"]
+            consume_coins = ti.xcom_pull(task_ids=ti.task_id, key="consume_coins", map_indexes=ti.map_index)
         status = {
             "job_id": completed["job_id"],
             "status": completed.get("hitpaw_status"),
