@@ -25,7 +25,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy airflow_provider_hitpaw
 
-test: lint
+test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # At least 200 HitPaw tasks against a faulty sandbox; prints the reliability table (see RELIABILITY.md).
