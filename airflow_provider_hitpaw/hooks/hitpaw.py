@@ -63,7 +63,22 @@ CONNECTION_TEST_JOB_ID = "airflow-connection-test-00000000"
 MAX_REDIRECTS = 5
 
 
-class HitPawHook(BaseHook):
+class _HitPawConnectionHook(BaseHook):
+    """What both hooks share: the ``hitpaw`` connection type and how a hook names its connection."""
+
+    conn_name_attr = "hitpaw_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "hitpaw"
+
+    def __init__(
+        self, hitpaw_conn_id: str = DEFAULT_CONN_ID, *, retry_policy: RetryPolicy | None = None
+    ) -> None:
+        super().__init__()
+        self.hitpaw_conn_id = hitpaw_conn_id
+        self._retry_policy_override = retry_policy
+
+
+class HitPawHook(_HitPawConnectionHook):
     """Talks to the HitPaw API synchronously.
 
     The connection (type ``hitpaw``) holds the API key in its password field and, optionally, the
@@ -74,17 +89,12 @@ class HitPawHook(BaseHook):
     :param retry_policy: overrides the retry settings read from the connection.
     """
 
-    conn_name_attr = "hitpaw_conn_id"
-    default_conn_name = DEFAULT_CONN_ID
-    conn_type = "hitpaw"
     hook_name = "HitPaw"
 
     def __init__(
-        self, hitpaw_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None
+        self, hitpaw_conn_id: str = DEFAULT_CONN_ID, *, retry_policy: RetryPolicy | None = None
     ) -> None:
-        super().__init__()
-        self.hitpaw_conn_id = hitpaw_conn_id
-        self._retry_policy_override = retry_policy
+        super().__init__(hitpaw_conn_id, retry_policy=retry_policy)
         self._last_reply_at = -math.inf
 
     @classmethod
@@ -353,7 +363,7 @@ class HitPawHook(BaseHook):
         return True, f"Connection to {self.settings.base_url} works"
 
 
-class HitPawAsyncHook(BaseHook):
+class HitPawAsyncHook(_HitPawConnectionHook):
     """The asyncio counterpart of :class:`HitPawHook`, for triggers.
 
     Every hook in a process shares one ``aiohttp.ClientSession`` per event loop (see
@@ -364,17 +374,12 @@ class HitPawAsyncHook(BaseHook):
     :param retry_policy: overrides the retry settings read from the connection.
     """
 
-    conn_name_attr = "hitpaw_conn_id"
-    default_conn_name = DEFAULT_CONN_ID
-    conn_type = "hitpaw"
     hook_name = "HitPaw (async)"
 
     def __init__(
-        self, hitpaw_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None
+        self, hitpaw_conn_id: str = DEFAULT_CONN_ID, *, retry_policy: RetryPolicy | None = None
     ) -> None:
-        super().__init__()
-        self.hitpaw_conn_id = hitpaw_conn_id
-        self._retry_policy_override = retry_policy
+        super().__init__(hitpaw_conn_id, retry_policy=retry_policy)
         self._settings: HitPawSettings | None = None
 
     async def get_settings(self) -> HitPawSettings:
