@@ -392,6 +392,13 @@ class HitPawAsyncHook(_HitPawConnectionHook):
             self._settings = settings
         return self._settings
 
+    @property
+    def request_time_limit(self) -> float | None:
+        """Seconds one request may take in all (connect + read timeout), once the connection is read."""
+        if self._settings is None:
+            return None
+        return self._settings.connect_timeout + self._settings.read_timeout
+
     async def _read_settings(self) -> HitPawSettings:
         return HitPawSettings.from_connection(await self.aget_connection(self.hitpaw_conn_id))
 

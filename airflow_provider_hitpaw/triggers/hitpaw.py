@@ -130,6 +130,10 @@ class HitPawTaskStatusTrigger(BaseTrigger):
     async def _status_before_deadline(self, hook: Any) -> TaskStatus:
         """One status request, cut off at the deadline whatever the connection's timeouts say."""
         remaining = self.deadline - time.time()
+        limit = hook.request_time_limit
+        if limit is not None and remaining > limit + 1:
+            # The request's own time limit ends first: no second timer needed on this poll.
+            return await hook.get_task_status(self.job_id)
         if sys.version_info >= (3, 11):  # asyncio.timeout costs no extra task per poll
             async with asyncio.timeout(remaining):
                 return await hook.get_task_status(self.job_id)
