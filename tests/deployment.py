@@ -103,6 +103,8 @@ class RunWatch:
     trigger_classpaths: dict[str, set[str]] = field(default_factory=dict)
     #: task key -> ids of the triggerer jobs seen running its trigger
     triggerer_ids: dict[str, set[int]] = field(default_factory=dict)
+    #: task key -> the task instance (REST API reply) when it was first seen deferred
+    first_deferred: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def saw(self, task_key: str, state: str) -> bool:
         return state in self.task_states.get(task_key, [])
@@ -516,6 +518,8 @@ class Deployment:
                 state = str(ti.get("state"))
                 if not seen or seen[-1] != state:
                     seen.append(state)
+                if state == "deferred":
+                    run.first_deferred.setdefault(key, ti)
                 trigger = ti.get("trigger") or {}
                 if trigger.get("classpath"):
                     run.trigger_classpaths.setdefault(key, set()).add(trigger["classpath"])
@@ -547,18 +551,37 @@ class Deployment:
             raise DeploymentError(f"{err.args[0].split(chr(10))[0]}\nruns:\n{summary}\n{self.logs_report()}") from None
         return runs
 
+    def event_logs(self, run: RunWatch, task_id: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
+        """The audit log entries of a run (``GET /api/v2/eventLogs``), optionally of one task and event.
+
+        A worker starting a task instance (``PATCH /execution/task-instances/{id}/run``) writes one
+        ``running`` entry each time: the first start and every resumption after a deferral.
+        """
+        query = {"dag_id": run.dag_id, "run_id": run.run_id, "limit": "1000", "order_by": "when"}
+        if task_id is not None:
+            query["task_id"] = task_id
+        if event is not None:
+            query["event"] = event
+        return self.api("GET", f"/api/v2/eventLogs?{urllib.parse.urlencode(query)}")["event_logs"]
+
+    def _task_folder(self, run: RunWatch, task_key: str) -> Path:
+        task_id, _, index = task_key.partition("[")
+        folder = self.home / "logs" / f"dag_id={run.dag_id}" / f"run_id={run.run_id}" / f"task_id={task_id}"
+        return folder / f"map_index={index.rstrip(']')}" if index else folder
+
+    def task_log(self, run: RunWatch, task_key: str, try_number: int = 1) -> str:
+        """The workers' log of a task instance's try (every start of it appends to the same file)."""
+        path = self._task_folder(run, task_key) / f"attempt={try_number}.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
     def trigger_logs(self, run: RunWatch, task_key: str, try_number: int = 1) -> dict[int, str]:
         """The trigger's log of a task instance, per triggerer job id that ran it.
 
         The triggerer writes them next to the task's log, as ``attempt=N.log.trigger.<job id>.log``
         (Airflow's default ``log_filename_template``).
         """
-        task_id, _, index = task_key.partition("[")
-        folder = self.home / "logs" / f"dag_id={run.dag_id}" / f"run_id={run.run_id}" / f"task_id={task_id}"
-        if index:
-            folder /= f"map_index={index.rstrip(']')}"
         logs = {}
-        for path in folder.glob(f"attempt={try_number}.log.trigger.*.log"):
+        for path in self._task_folder(run, task_key).glob(f"attempt={try_number}.log.trigger.*.log"):
             job_id = path.name.rsplit(".", 2)[-2]
             if job_id.isdigit():
                 logs[int(job_id)] = path.read_text(encoding="utf-8", errors="replace")

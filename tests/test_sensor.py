@@ -150,3 +150,16 @@ def test_trigger_classpath_constant_matches_the_trigger():
     from airflow_provider_hitpaw.sensors.hitpaw import TRIGGER_CLASSPATH
 
     assert HitPawTaskStatusTrigger(job_id="j", deadline=1.0).serialize()[0] == TRIGGER_CLASSPATH
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="start_from_trigger is only honoured from Airflow 3.3")
+def test_start_from_trigger_refuses_an_xcom_pull_the_triggerer_cannot_render():
+    with pytest.warns(UserWarning, match="map_indexes=-1"):
+        plain = sensor(job_id="{{ ti.xcom_pull(task_ids='submit', key='job_id') }}", deferrable=True,
+                       start_from_trigger=True)
+    assert not plain.start_from_trigger
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        indexed = sensor(job_id="{{ ti.xcom_pull(task_ids='submit', key='job_id', map_indexes=-1) }}",
+                         deferrable=True, start_from_trigger=True)
+    assert indexed.start_from_trigger

@@ -50,8 +50,10 @@ class TaskStatusSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer, polling every ``poke_interval`` seconds until ``timeout``.
         Defaults to ``[operators] default_deferrable``.
     :param start_from_trigger: with ``deferrable``, start directly in the triggerer without a worker
-        (Airflow 3.3+, which renders ``job_id`` there; ignored with a warning before 3.3 and for a
-        ``job_id`` that is not a string).
+        (Airflow 3.3+, which renders ``job_id`` there; ignored with a warning before 3.3, for a
+        ``job_id`` that is not a string, and for an ``xcom_pull`` without ``map_indexes``, which
+        Airflow 3.3's triggerer cannot render: write
+        ``{{ ti.xcom_pull(task_ids='submit', key='job_id', map_indexes=-1) }}``).
     :param max_consecutive_errors: transient status errors in a row that end a deferred wait.
     """
 
@@ -103,6 +105,13 @@ class TaskStatusSensor(BaseSensorOperator):
             reason = "Airflow before 3.3 cannot render job_id in the triggerer"
         elif not isinstance(self.job_id, str):
             reason = "job_id is not a string (an XComArg cannot be rendered by the triggerer)"
+        elif "xcom_pull(" in self.job_id and "map_indexes" not in self.job_id:
+            # Airflow 3.3's triggerer does not answer the request that such a pull sends
+            # (GetXComSequenceSlice): rendering would hang until the sensor's timeout.
+            reason = (
+                "the triggerer cannot render ti.xcom_pull(...) without map_indexes (Airflow 3.3 hangs); "
+                "add map_indexes=-1 to the pull of an unmapped task"
+            )
         if reason is None:
             return True
         warnings.warn(
