@@ -12,7 +12,11 @@ AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= Version("3.3.0")
 
 if AIRFLOW_V_3_3_PLUS:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+    from airflow.sdk.exceptions import (  # type: ignore[attr-defined]  # (not in 3.1)
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
 else:  # 3.1 and 3.2 only have them in airflow.exceptions (deprecated there since 3.3)
     from airflow.exceptions import (  # type: ignore[no-redef]
         AirflowFailException,
