@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -42,7 +43,7 @@ def _make_config(config: SandboxConfig | None, overrides: dict[str, Any]) -> San
     return config
 
 
-class _HandleBase:
+class _HandleBase(ABC):
     """What both handles share: the base URL and the context manager protocol."""
 
     base_url: str
@@ -51,8 +52,9 @@ class _HandleBase:
         """The absolute URL of ``path`` on the sandbox (``handle.url("/api/task-status")``)."""
         return self.base_url + (path if path.startswith("/") else "/" + path)
 
-    def stop(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the sandbox; safe to call twice."""
 
     def __enter__(self: T) -> T:
         return self
