@@ -20,6 +20,9 @@ SUCCESS = "success"
 ERROR = "error"
 TIMEOUT = "timeout"
 KNOWN_EVENT_STATUSES = (SUCCESS, ERROR, TIMEOUT)
+#: Airflow's own limit on a deferral is the wait's timeout plus this margin, so that the trigger's
+#: ``timeout`` event (which keeps the job id for a retry) normally arrives first.
+DEFERRAL_GRACE_SECONDS = 120
 _MAX_MESSAGE_CHARS = 1000
 
 

@@ -108,7 +108,3 @@ async def shared_settings(conn_id: str, read: Callable[[], Awaitable[T]]) -> T:
 def _failed(future: asyncio.Future[Any]) -> bool:
     return future.done() and (future.cancelled() or future.exception() is not None)
 
-
-def forget_settings() -> None:
-    """Drop every cached connection setting (tests; a process that knows its key changed)."""
-    _settings.clear()

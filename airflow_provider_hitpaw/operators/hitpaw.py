@@ -19,7 +19,7 @@ from airflow_provider_hitpaw.errors import (
     HitPawTaskNotFoundError,
     HitPawValidationError,
 )
-from airflow_provider_hitpaw.events import completed_job_from_event
+from airflow_provider_hitpaw.events import DEFERRAL_GRACE_SECONDS, completed_job_from_event
 from airflow_provider_hitpaw.lineage import dataset_identity
 from airflow_provider_hitpaw.links.hitpaw import RES_URL_XCOM_KEY, HitPawResultLink
 from airflow_provider_hitpaw.models import (
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
     from airflow_provider_hitpaw.api import TaskStatus
     from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 
-#: Airflow's own limit on a deferral is the wait's timeout plus this margin, so that the trigger's
-#: ``timeout`` event (which keeps the job id for a retry) normally arrives first.
-DEFERRAL_GRACE_SECONDS = 120
 
 
 class HitPawSubmitOutcomeUnknownFailure(HitPawSubmitOutcomeUnknownError, AirflowFailException):

@@ -14,7 +14,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.errors import HitPawJobFailedError, HitPawWaitTimeoutError
-from airflow_provider_hitpaw.events import completed_job_from_event
+from airflow_provider_hitpaw.events import DEFERRAL_GRACE_SECONDS, completed_job_from_event
 from airflow_provider_hitpaw.links.hitpaw import RES_URL_XCOM_KEY, HitPawResultLink
 from airflow_provider_hitpaw.version_compat import (
     AIRFLOW_V_3_3_PLUS,
@@ -33,7 +33,6 @@ TRIGGER_CLASSPATH = "airflow_provider_hitpaw.triggers.hitpaw.HitPawTaskStatusTri
 #: Started from the triggerer, the trigger gets no deadline of its own (kwargs are fixed when the
 #: DAG is parsed); Airflow's trigger timeout, set by the scheduler when the task starts, bounds it.
 NO_TRIGGER_DEADLINE = 253_402_300_799.0  # 9999-12-31T23:59:59Z
-DEFERRAL_GRACE_SECONDS = 120
 
 
 class TaskStatusSensor(BaseSensorOperator):
