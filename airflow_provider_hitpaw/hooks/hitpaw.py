@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from airflow.sdk import BaseHook
 
@@ -29,6 +26,7 @@ from airflow_provider_hitpaw.api import (
     validate_job_id,
 )
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings
+from airflow_provider_hitpaw.downloads import DOWNLOAD_CHUNK_BYTES, resolve_destination, write_stream
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
     HitPawConnectionError,
@@ -53,9 +51,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# 64 KiB: with requests' iter_content, 1 MiB chunks streamed at about 40% of curl's rate here, 64 KiB
-# ones at about curl's (BENCHMARKS.md, download).
-DOWNLOAD_CHUNK_BYTES = 64 * 1024
 MAX_REPLY_BYTES = 1024 * 1024
 REUSE_CONNECTION_FOR_SUBMIT_SECONDS = 1.0
 # A job id no HitPaw job can have: asking its status proves the key without spending coins.
@@ -319,7 +314,7 @@ class HitPawHook(_HitPawConnectionHook):
         :return: where the file was written, as a string.
         """
         validate_url(res_url, field="res_url")
-        target = _resolve_destination(res_url, destination)
+        target = resolve_destination(res_url, destination)
         call_with_retries(
             self.settings.retry, self.log, "result download", lambda: self._download_once(res_url, target)
         )
@@ -336,7 +331,7 @@ class HitPawHook(_HitPawConnectionHook):
                 if response.status_code != 200:
                     raise _download_error(response)
                 expected = response.headers.get("Content-Length")
-                written = _write_stream(response.iter_content(DOWNLOAD_CHUNK_BYTES), target)
+                written = write_stream(response.iter_content(DOWNLOAD_CHUNK_BYTES), target)
         except requests.RequestException as err:
             raise HitPawConnectionError(f"Downloading the result failed: {_brief(err)}") from None
         if expected is not None and expected.isascii() and expected.isdigit() and int(expected) != written:
@@ -629,53 +624,6 @@ def _download_error(response: requests.Response) -> HitPawError:
         return HitPawResponseError(f"Result download answered HTTP {response.status_code}",
                                    http_status=response.status_code)
     return error
-
-
-def _resolve_destination(res_url: str, destination: Any) -> Any:
-    name = unquote(urlsplit(res_url).path.rsplit("/", 1)[-1]) or "result"
-    name = name.replace("\\", "_")
-    if name in (".", ".."):
-        name = "result"
-    if isinstance(destination, str) and "://" in destination and not destination.startswith("file://"):
-        from airflow.sdk import ObjectStoragePath
-
-        as_folder = destination.endswith("/")
-        path: Any = ObjectStoragePath(destination)
-        return path / name if as_folder or path.is_dir() else path
-    if isinstance(destination, (str, os.PathLike)):
-        text = os.fspath(destination)
-        if text.startswith("file://"):
-            text = text[len("file://"):]
-        local = Path(text)
-        if text.endswith(("/", os.sep)) or local.is_dir():
-            return local / name
-        return local
-    if hasattr(destination, "open"):  # an ObjectStoragePath
-        return destination / name if destination.is_dir() else destination
-    raise HitPawValidationError(f"destination must be a path or an ObjectStoragePath, got {destination!r}")
-
-
-def _write_stream(chunks: Any, target: Any) -> int:
-    written = 0
-    if isinstance(target, Path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Not mkstemp: its 0600 mode would stick to the result; "x" mode honours the umask.
-        tmp_name = target.parent / f".{target.name}.{secrets.token_hex(6)}.part"
-        try:
-            with open(tmp_name, "xb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-                    written += len(chunk)
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        return written
-    with target.open("wb") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
-            written += len(chunk)
-    return written
 
 
 __all__ = ["HitPawAsyncHook", "HitPawHook", "build_submit_payload"]
