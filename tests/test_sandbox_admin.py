@@ -72,7 +72,11 @@ def test_faults_and_settings_round_trip(sandbox: Any) -> None:
     assert admin(sandbox, "POST", "/admin/faults", {"rate_429": 2}).status_code == 400
     assert admin(sandbox, "POST", "/admin/settings", {"error_shape": "code_msg"}).json()["error_shape"] == "code_msg"
     assert admin(sandbox, "POST", "/admin/settings", {"error_shape": "xml"}).status_code == 400
-    assert admin(sandbox, "GET", "/admin/settings").json() == {"error_shape": "code_msg", "job_seconds": 0.3}
+    assert admin(sandbox, "GET", "/admin/settings").json() == {
+        "error_shape": "code_msg",
+        "job_seconds": 0.3,
+        "result_seconds": 8 * 86400.0,
+    }
 
 
 def test_reset_restores_the_start(sandbox: Any) -> None:

@@ -84,7 +84,7 @@ class AdminRoutes:
 
     async def set_settings(self, request: web.Request) -> web.Response:
         body = await _json_object(request)
-        unknown = set(body) - {"error_shape", "job_seconds"}
+        unknown = set(body) - {"error_shape", "job_seconds", "result_seconds"}
         if unknown:
             raise AdminError(f"unknown settings: {sorted(unknown)}")
         return web.json_response(self.state.update_settings(**body))

@@ -297,6 +297,7 @@ class ApiRoutes:
             path.write_bytes(imaging.VIDEO_PLACEHOLDER)
             job.result_path = path
         job.work_done = True
+        self.state.work_ended(job)
         return replies.ok({"job_id": job.job_id, "consume_coins": coins})
 
     async def task_status(self, request: web.Request) -> web.Response:
@@ -316,9 +317,14 @@ class ApiRoutes:
         )
 
     async def result_file(self, request: web.Request) -> web.StreamResponse:
-        """A COMPLETED job's result, streamed from disk (or generated, for a synthetic job)."""
+        """A COMPLETED job's result, streamed from disk (or generated, for a synthetic job).
+
+        404 once the result's lifetime is over, as HitPaw's links do once its outputs are deleted.
+        """
         job = self.state.jobs.get(request.match_info["job_id"])
         if job is None or request.match_info["name"] != job.result_name or job.status() != COMPLETED:
+            raise web.HTTPNotFound()
+        if self.state.result_expired(job):
             raise web.HTTPNotFound()
         if job.result_bytes is not None:
             return BlobResponse(job.result_bytes)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from airflow_provider_hitpaw.sandbox.config import (
     DEFAULT_PRICES,
+    DEFAULT_RESULT_SECONDS,
     ERROR_SHAPES,
     FAULT_ENDPOINTS,
     FaultConfig,
@@ -51,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--coins", type=int, default=1000, help="starting coins of each key (default 1000)")
     add("--job-seconds", type=float, default=2.0, help="seconds from submission to COMPLETED (default 2)")
+    add(
+        "--result-seconds",
+        type=float,
+        default=DEFAULT_RESULT_SECONDS,
+        help="seconds a result stays downloadable; then res_url answers 404 and the file is deleted "
+        "(default 691200: 8 days, like HitPaw)",
+    )
     add("--price", action="append", default=[], metavar="MODEL=COINS", help="coins charged for a model")
     add("--error-shape", choices=ERROR_SHAPES, default="error_code", help="error body shape")
     add("--workers", type=int, default=2, help="threads doing the image work (default 2)")
@@ -140,6 +148,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         api_keys=keys,
         coins=args.coins,
         job_seconds=args.job_seconds,
+        result_seconds=args.result_seconds,
         prices=prices,
         error_shape=args.error_shape,
         faults=faults,
@@ -162,6 +171,7 @@ def config_to_argv(config: SandboxConfig) -> list[str]:
         "--port", str(config.port),
         "--coins", str(config.coins),
         "--job-seconds", repr(float(config.job_seconds)),
+        "--result-seconds", repr(float(config.result_seconds)),
         "--error-shape", config.error_shape,
         "--workers", str(config.workers),
         "--fetch-timeout", repr(float(config.fetch_timeout)),

@@ -45,6 +45,12 @@ DEFAULT_PRICES: dict[str, int] = {
     "generative_1x": 100,
 }
 
+#: How long a result stays downloadable: HitPaw deletes enhancement outputs after 8 days
+#: (``docs/faq.md`` of HitPaw's public developer docs, ``shiyao1122/hitpaw-developer-docs``).
+DEFAULT_RESULT_SECONDS = 8 * 86400.0
+#: The longest result lifetime accepted.
+MAX_RESULT_SECONDS = 366 * 86400.0
+
 _PROBABILITIES = ("error_5xx", "rate_429", "drop", "drop_after", "slow", "fail_job")
 
 
@@ -131,6 +137,10 @@ class SandboxConfig:
         keys that all start with ``coins``.
     :param coins: starting balance of the keys given as a list.
     :param job_seconds: how long a job takes, from submission to COMPLETED.
+    :param result_seconds: how long a result stays downloadable once the job is COMPLETED (8 days
+        by default, like HitPaw); after it ``res_url`` answers 404 and a periodic sweep deletes the
+        file, so disk use is bounded by this lifetime times the job rate. The job itself is still
+        known (and still COMPLETED) to ``/api/task-status``.
     :param prices: coins charged per model; merged over :data:`DEFAULT_PRICES`.
     :param error_shape: the error body: ``error_code`` -> ``{"error_code", "message"}``,
         ``code`` -> ``{"code", "message"}``, ``code_msg`` -> ``{"code", "msg"}``.
@@ -153,6 +163,7 @@ class SandboxConfig:
     api_keys: Mapping[str, int] | Iterable[str] = field(default_factory=dict)
     coins: int = 1000
     job_seconds: float = 2.0
+    result_seconds: float = DEFAULT_RESULT_SECONDS
     prices: Mapping[str, int] = field(default_factory=dict)
     error_shape: str = "error_code"
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -184,6 +195,8 @@ class SandboxConfig:
             raise ValueError(f"error_shape must be one of {ERROR_SHAPES}, got {self.error_shape!r}")
         if not _is_number(self.job_seconds) or self.job_seconds < 0:
             raise ValueError(f"job_seconds must be a number >= 0, got {self.job_seconds!r}")
+        check_result_seconds(self.result_seconds)
+        self.result_seconds = float(self.result_seconds)
         if not 0 <= int(self.port) <= 65535:
             raise ValueError(f"port must be in [0, 65535], got {self.port!r}")
         if self.workers < 1:
@@ -211,6 +224,12 @@ class SandboxConfig:
     def balances(self) -> dict[str, int]:
         """The starting balance of each key (a copy)."""
         return dict(self.api_keys)  # type: ignore[arg-type]
+
+
+def check_result_seconds(value: object) -> None:
+    """:raises ValueError: unless ``value`` is a result lifetime in (0, :data:`MAX_RESULT_SECONDS`]."""
+    if not _is_number(value) or not 0 < value <= MAX_RESULT_SECONDS:  # type: ignore[operator]
+        raise ValueError(f"result_seconds must be a number in (0, {MAX_RESULT_SECONDS:g}], got {value!r}")
 
 
 def is_loopback_host(host: str) -> bool:

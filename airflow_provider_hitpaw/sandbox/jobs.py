@@ -4,6 +4,10 @@ A job's state is computed from its age each time it is asked for, so thousands o
 timer and no task: WAITING -> INPUT_PREPARING -> CONVERTING -> OUTPUT_SAVING over ``duration``
 seconds, then its final state. A job whose result is not written yet stays CONVERTING past its
 time: it only shows COMPLETED once its file exists.
+
+A COMPLETED job's result is downloadable for a limited time (``result_seconds``) counted from
+:meth:`Job.ready_at`; after it the job still answers COMPLETED, but its result is gone (see
+``SandboxState.sweep_expired``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class Job:
     :param result_bytes: size of a synthetic blob result; None for a file result.
     :param work_done: the result is written (or the job needs no work).
     :param work_failed: the enhancement raised: the job ends in ERROR.
+    :param finished: ``time.monotonic()`` when the work ended (None while it runs).
+    :param expired: the result's lifetime is over and its file was (or is being) deleted.
     """
 
     job_id: str
@@ -56,6 +62,15 @@ class Job:
     result_bytes: int | None = None
     work_done: bool = False
     work_failed: bool = False
+    finished: float | None = None
+    expired: bool = False
+
+    def ready_at(self) -> float | None:
+        """When the result became (or becomes) downloadable: the end of both the job's duration and
+        its work; None while the work runs."""
+        if self.finished is None:
+            return None
+        return max(self.started + self.duration, self.finished)
 
     def status(self, now: float | None = None) -> str:
         """The state the job is in at ``now`` (default: the current monotonic time)."""

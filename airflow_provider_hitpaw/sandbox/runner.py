@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -22,10 +21,10 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from airflow_provider_hitpaw.sandbox import workdirs
 from airflow_provider_hitpaw.sandbox.config import SandboxConfig
 
 T = TypeVar("T")
@@ -167,11 +166,18 @@ class SandboxHandle(_HandleBase):
         return self._call(lambda: self._server.state.add_key(api_key, coins))
 
     def configure(
-        self, *, error_shape: str | None = None, job_seconds: float | None = None
+        self,
+        *,
+        error_shape: str | None = None,
+        job_seconds: float | None = None,
+        result_seconds: float | None = None,
     ) -> dict[str, Any]:
-        """Change the error body shape or the duration of new jobs. Returns the settings."""
+        """Change the error body shape, the duration of new jobs or the lifetime of results.
+        Returns the settings."""
         return self._call(
-            lambda: self._server.state.update_settings(error_shape=error_shape, job_seconds=job_seconds)
+            lambda: self._server.state.update_settings(
+                error_shape=error_shape, job_seconds=job_seconds, result_seconds=result_seconds
+            )
         )
 
     def create_jobs(
@@ -224,7 +230,8 @@ class SandboxProcess(_HandleBase):
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.base_url = ""
-        self._workdir = Path(tempfile.mkdtemp(prefix="hitpaw-sandbox-proc-"))
+        # Owned by this (launching) process: removed by a later sandbox if this process is killed.
+        self._workdir = workdirs.make_owned_dir()
         self.log_path = self._workdir / "sandbox.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._stopped = False
@@ -317,10 +324,15 @@ class SandboxProcess(_HandleBase):
         return self._admin("POST", "/admin/keys", {"api_key": api_key, "coins": coins})
 
     def configure(
-        self, *, error_shape: str | None = None, job_seconds: float | None = None
+        self,
+        *,
+        error_shape: str | None = None,
+        job_seconds: float | None = None,
+        result_seconds: float | None = None,
     ) -> dict[str, Any]:
-        """Change the error body shape or the duration of new jobs. Returns the settings."""
-        changes = {"error_shape": error_shape, "job_seconds": job_seconds}
+        """Change the error body shape, the duration of new jobs or the lifetime of results.
+        Returns the settings."""
+        changes = {"error_shape": error_shape, "job_seconds": job_seconds, "result_seconds": result_seconds}
         return self._admin("POST", "/admin/settings", {k: v for k, v in changes.items() if v is not None})
 
     def create_jobs(

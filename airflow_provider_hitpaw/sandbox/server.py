@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import tempfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -15,7 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from airflow_provider_hitpaw.sandbox import imaging, replies
+from airflow_provider_hitpaw.sandbox import imaging, replies, workdirs
 from airflow_provider_hitpaw.sandbox.admin_routes import AdminRoutes
 from airflow_provider_hitpaw.sandbox.api_routes import RECORD_KEY, ApiRoutes
 from airflow_provider_hitpaw.sandbox.config import SandboxConfig
@@ -47,7 +46,8 @@ class SandboxServer:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self._tmpdir = Path(tempfile.mkdtemp(prefix="hitpaw-sandbox-"))
+        # Named after this process, so that a later sandbox removes it if this one is killed.
+        self._tmpdir = workdirs.make_owned_dir()
         self.state = SandboxState(config, self._tmpdir / "results")
         self.state.results_dir.mkdir()
         self.port: int | None = None
@@ -57,6 +57,7 @@ class SandboxServer:
         self._samples: dict[str, asyncio.Future[bytes]] = {}
         self._categories: dict[str, str] = {}
         self._stopped = False
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -77,6 +78,7 @@ class SandboxServer:
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def stop(self) -> None:
         """Stop serving, end the worker threads and delete the result files. Idempotent."""
@@ -84,6 +86,9 @@ class SandboxServer:
             return
         self._stopped = True
         try:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                await asyncio.gather(self._sweeper, return_exceptions=True)
             if self._runner is not None:
                 await self._runner.cleanup()
             if self.client_session is not None:
@@ -118,12 +123,29 @@ class SandboxServer:
     def sample_path(self, name: str) -> Path:
         return SAMPLES_DIR / name
 
+    # -- result lifetime ------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Delete the results whose lifetime is over (files and paths). Returns how many."""
+        folders = self.state.sweep_expired()
+        if folders:
+            await asyncio.to_thread(_remove_folders, folders)
+        return len(folders)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.state.sweep_interval())
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sandbox: sweeping expired results failed")
+
     # -- work -----------------------------------------------------------------------------------
 
     def run_job_work(self, job: Job, work: Callable[[], Any]) -> None:
         """Run a job's Pillow work in the worker pool and mark the job when it is done."""
         future = asyncio.get_running_loop().run_in_executor(self._executor, work)
-        future.add_done_callback(partial(_work_finished, job))
+        future.add_done_callback(partial(_work_finished, self.state, job))
 
     # -- application ----------------------------------------------------------------------------
 
@@ -220,7 +242,7 @@ class SandboxServer:
         return web.FileResponse(path, headers={"Content-Type": imaging.content_type_for(name)})
 
 
-def _work_finished(job: Job, future: Future[Any] | asyncio.Future[Any]) -> None:
+def _work_finished(state: SandboxState, job: Job, future: Future[Any] | asyncio.Future[Any]) -> None:
     if future.cancelled():
         job.work_failed = True
         return
@@ -230,6 +252,12 @@ def _work_finished(job: Job, future: Future[Any] | asyncio.Future[Any]) -> None:
         job.work_failed = True
     else:
         job.work_done = True
+    state.work_ended(job)
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _drop_connection(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ Only the event loop thread touches it; code in other threads goes through the lo
 
 from __future__ import annotations
 
+import heapq
 import re
 import shutil
 import time
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_hitpaw.sandbox.config import ERROR_SHAPES, SandboxConfig
+from airflow_provider_hitpaw.sandbox.config import ERROR_SHAPES, SandboxConfig, check_result_seconds
 from airflow_provider_hitpaw.sandbox.faults import FaultInjector
 from airflow_provider_hitpaw.sandbox.jobs import COMPLETED, Job, JobStore
 from airflow_provider_hitpaw.sandbox.ledger import Ledger
@@ -64,6 +65,12 @@ class SandboxState:
         self.requests_by_status: Counter[str] = Counter()
         self.error_shape = config.error_shape
         self.job_seconds = float(config.job_seconds)
+        self.result_seconds = float(config.result_seconds)
+        # (ready_at, job_id) of every job with a folder on disk not swept yet, earliest first. All
+        # results share one lifetime, so the earliest ready is the earliest to expire, even after
+        # the lifetime is changed.
+        self._on_disk: list[tuple[float, str]] = []
+        self.results_deleted = 0
 
     # -- jobs and submissions -------------------------------------------------------------------
 
@@ -76,9 +83,52 @@ class SandboxState:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def has_own_dir(self, job: Job) -> bool:
+        """Whether the job's result lives in a folder of its own (a synthetic job's does not)."""
+        path = job.result_path
+        return path is not None and path.parent == self.results_dir / job.job_id
+
+    def work_ended(self, job: Job, now: float | None = None) -> None:
+        """Note that a job's work ended (its result written, or failed): its lifetime can start."""
+        job.finished = time.monotonic() if now is None else now
+        ready = job.ready_at()
+        if ready is not None and self.has_own_dir(job):
+            heapq.heappush(self._on_disk, (ready, job.job_id))
+
+    def result_expired(self, job: Job, now: float | None = None) -> bool:
+        """Whether a job's result lifetime is over (whether or not the sweep has deleted it yet)."""
+        if job.expired:
+            return True
+        ready = job.ready_at()
+        if ready is None:
+            return False
+        return (time.monotonic() if now is None else now) >= ready + self.result_seconds
+
+    def sweep_expired(self, now: float | None = None) -> list[Path]:
+        """Mark the results whose lifetime is over as expired and forget their paths.
+
+        :return: the folders to delete (the caller deletes them, off the event loop).
+        """
+        now = time.monotonic() if now is None else now
+        folders = []
+        while self._on_disk and self._on_disk[0][0] + self.result_seconds <= now:
+            _, job_id = heapq.heappop(self._on_disk)
+            job = self.jobs.get(job_id)
+            if job is not None:
+                job.expired = True
+                job.result_path = None
+            folders.append(self.results_dir / job_id)
+        self.results_deleted += len(folders)
+        return folders
+
+    def sweep_interval(self) -> float:
+        """Seconds between two sweeps: a quarter of the lifetime, within [0.05, 1]."""
+        return min(1.0, max(0.05, self.result_seconds / 4))
+
     def forget_jobs(self) -> None:
         """Forget every job and delete the result files, as a restarted server would; keep the ledger."""
         self.jobs.clear()
+        self._on_disk.clear()
         shutil.rmtree(self.results_dir, ignore_errors=True)
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
@@ -92,6 +142,8 @@ class SandboxState:
         self.faults.reset(self.config.faults)
         self.error_shape = self.config.error_shape
         self.job_seconds = float(self.config.job_seconds)
+        self.result_seconds = float(self.config.result_seconds)
+        self.results_deleted = 0
 
     # -- admin operations -----------------------------------------------------------------------
 
@@ -170,18 +222,28 @@ class SandboxState:
                 result_path=None if blob else sample_path,
                 result_bytes=result_bytes,
                 work_done=True,
+                finished=now,
             )
             self.jobs.add(job)
             job_ids.append(job.job_id)
         return job_ids
 
     def settings(self) -> dict[str, Any]:
-        return {"error_shape": self.error_shape, "job_seconds": self.job_seconds}
+        return {
+            "error_shape": self.error_shape,
+            "job_seconds": self.job_seconds,
+            "result_seconds": self.result_seconds,
+        }
 
     def update_settings(
-        self, *, error_shape: str | None = None, job_seconds: float | None = None
+        self,
+        *,
+        error_shape: str | None = None,
+        job_seconds: float | None = None,
+        result_seconds: float | None = None,
     ) -> dict[str, Any]:
-        """Change the error body shape or the duration of new jobs. Returns the settings."""
+        """Change the error body shape, the duration of new jobs or the lifetime of results (of
+        every result, already written or not). Returns the settings."""
         if error_shape is not None:
             if error_shape not in ERROR_SHAPES:
                 raise ValueError(f"error_shape must be one of {ERROR_SHAPES}")
@@ -194,6 +256,9 @@ class SandboxState:
             ):
                 raise ValueError("job_seconds must be a number in [0, 86400]")
             self.job_seconds = float(job_seconds)
+        if result_seconds is not None:
+            check_result_seconds(result_seconds)
+            self.result_seconds = float(result_seconds)
         return self.settings()
 
     def stats(self) -> dict[str, Any]:
@@ -207,6 +272,9 @@ class SandboxState:
             "balances": self.ledger.balances_by_id(),
             "jobs_by_state": self.jobs.count_by_status(),
             "jobs_total": len(self.jobs),
+            "results_kept": len(self._on_disk),
+            "results_deleted": self.results_deleted,
+            "results_dir": str(self.results_dir),
             "requests_by_endpoint": dict(self.requests_by_endpoint),
             "requests_by_status": dict(self.requests_by_status),
             "faults_injected": dict(self.faults.injected),
