@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_provider_hitpaw.errors import (
     ERROR_CODES,
     HitPawError,
     HitPawRateLimitError,
     HitPawResponseError,
+    HitPawServerError,
+    HitPawSubmitOutcomeUnknownError,
     class_for_code,
 )
 
@@ -153,19 +156,29 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
 
 
+#: HitPaw's codes have 9 digits and its coin counts a handful: a longer number is not one of them
+#: (and Python refuses to convert one of more than 4,300 digits).
+_MAX_INT_DIGITS = 18
+
+
 def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+        return value if abs(value) < 10**_MAX_INT_DIGITS else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.lstrip("-").isdigit() and len(text) <= _MAX_INT_DIGITS:
+            return int(text)
     return None
 
 
 def decode_json(body: bytes) -> Any:
-    """JSON of a body, or raise ValueError (also for non-UTF-8 and empty bodies)."""
-    return json.loads(body.decode("utf-8"))
+    """JSON of a body, or raise ValueError (also for non-UTF-8, empty and absurdly nested bodies)."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 def try_decode_json(body: bytes) -> Any:
@@ -340,4 +353,117 @@ def parse_status_reply(status_code: int, body: bytes, job_id: str, *, payload: A
         raw_status=raw.strip()[:64],
         res_url=res_url if status.is_success else None,
         original_url=original_url,
+    )
+
+
+# --- replies read in full, turned into values or typed errors ------------------------------------
+
+
+class Reply(NamedTuple):
+    """An API reply, read in full."""
+
+    status_code: int
+    body: bytes
+    headers: Any
+
+
+def mask_secret(reply: Reply, secret: str | None) -> tuple[bytes, Any, Callable[[str], str]]:
+    """The reply's body and decoded JSON with ``secret`` replaced by ``***``, and a masker for other text.
+
+    Done first, before anything is read or cut: a key a server quotes back then cannot reach a message
+    (or a trigger event in the metadata database) whole, nor as the prefix left by a cut.
+    """
+    body = reply.body
+    if not secret:
+        return body, try_decode_json(body), _unchanged
+    raw = secret.encode("utf-8")
+    if raw in body:
+        body = body.replace(raw, b"***")
+    payload = try_decode_json(body)
+    if b"\\" in body:  # a JSON escape can spell the key without its bytes appearing in the body
+        payload = _mask_deep(payload, secret)
+    return body, payload, lambda text: text.replace(secret, "***")
+
+
+def _unchanged(text: str) -> str:
+    return text
+
+
+def _mask_deep(value: Any, secret: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(secret, "***")
+    if isinstance(value, dict):
+        return {_mask_deep(k, secret): _mask_deep(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_deep(v, secret) for v in value]
+    return value
+
+
+def read_status_reply(reply: Reply, job_id: str, secret: str | None = None) -> TaskStatus:
+    """The status a reply stands for, or its typed error (with ``secret`` masked)."""
+    if 300 <= reply.status_code < 400:
+        raise HitPawResponseError(
+            f"HitPaw redirected the status request (HTTP {reply.status_code})", job_id=job_id
+        )
+    body, payload, _ = mask_secret(reply, secret)
+    error = error_from_reply(
+        reply.status_code, body, retry_after=reply.headers.get("Retry-After"), job_id=job_id, payload=payload
+    )
+    if error is not None:
+        raise error
+    return parse_status_reply(reply.status_code, body, job_id, payload=payload)
+
+
+def read_submit_reply(reply: Reply, payload: dict[str, Any], secret: str | None = None) -> SubmittedJob:
+    """The job a submission's reply stands for, or the error, sorted by whether coins may be gone.
+
+    A refusal (4xx, or an error code in a 2xx body) and a 429 created nothing. A 5xx, or a 2xx that
+    cannot be read, may follow a job that was created and charged: that is "outcome unknown". So is
+    anything unexpected while reading it: the reply came after the request went out.
+    """
+    try:
+        return _read_submit_reply(reply, payload, secret)
+    except HitPawError:
+        raise
+    except Exception as err:
+        raise unknown_submit_error(payload, f"unreadable reply ({type(err).__name__})", reply.status_code) from None
+
+
+def _read_submit_reply(reply: Reply, submission: dict[str, Any], secret: str | None) -> SubmittedJob:
+    status_code, headers = reply.status_code, reply.headers
+    body, decoded, mask = mask_secret(reply, secret)
+    if 300 <= status_code < 400:
+        location = mask(str(headers.get("Location", "")))[:200]
+        raise HitPawResponseError(
+            f"HitPaw redirected the submission (HTTP {status_code} to {location or 'elsewhere'}); it "
+            "was not processed. Set the connection's host to the final https base URL.",
+            http_status=status_code,
+        )
+    error = error_from_reply(status_code, body, retry_after=headers.get("Retry-After"), payload=decoded)
+    if error is None:
+        try:
+            return parse_submit_reply(status_code, body)
+        except HitPawResponseError as err:
+            raise unknown_submit_error(submission, str(err), status_code) from err
+    # A server-side error code (1005xxxxx) may follow a created job whatever the HTTP status says.
+    if status_code >= 500 or isinstance(error, HitPawServerError) or (
+        status_code < 300 and isinstance(error, HitPawResponseError)
+    ):
+        raise unknown_submit_error(submission, str(error), status_code) from error
+    raise error
+
+
+def unknown_submit_error(
+    payload: dict[str, Any], reason: str, status_code: int | None = None
+) -> HitPawSubmitOutcomeUnknownError:
+    """The error for a submission that may have created (and charged) a job."""
+    media_url = payload.get("img_url") or payload.get("video_url")
+    model = payload.get("model_name")
+    return HitPawSubmitOutcomeUnknownError(
+        f"The submission of {str(media_url)[:200]} with model {model} may have created a job and "
+        f"charged coins ({reason}). It is not retried automatically, since HitPaw has no idempotency "
+        "key; check the account's usage before submitting again.",
+        http_status=status_code,
+        img_url=media_url,
+        model_name=model,
     )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
@@ -17,12 +15,13 @@ from airflow_provider_hitpaw.api import (
     API_KEY_HEADER,
     PHOTO_ENHANCER_PATH,
     TASK_STATUS_PATH,
+    Reply,
     SubmittedJob,
     TaskStatus,
     error_from_reply,
-    parse_status_reply,
-    parse_submit_reply,
-    try_decode_json,
+    read_status_reply,
+    read_submit_reply,
+    unknown_submit_error,
     validate_job_id,
 )
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings
@@ -33,12 +32,12 @@ from airflow_provider_hitpaw.errors import (
     HitPawError,
     HitPawJobFailedError,
     HitPawResponseError,
-    HitPawServerError,
-    HitPawSubmitOutcomeUnknownError,
     HitPawTaskNotFoundError,
     HitPawValidationError,
     HitPawWaitTimeoutError,
 )
+from airflow_provider_hitpaw.hooks import sync_transport
+from airflow_provider_hitpaw.hooks.transport import IDENTITY_HEADERS, Failure
 from airflow_provider_hitpaw.models import build_submit_payload, validate_url
 from airflow_provider_hitpaw.retries import RetryPolicy, acall_with_retries, call_with_retries
 
@@ -51,11 +50,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MAX_REPLY_BYTES = 1024 * 1024
 REUSE_CONNECTION_FOR_SUBMIT_SECONDS = 1.0
 # A job id no HitPaw job can have: asking its status proves the key without spending coins.
 CONNECTION_TEST_JOB_ID = "airflow-connection-test-00000000"
-MAX_REDIRECTS = 5
 
 
 class _HitPawConnectionHook(BaseHook):
@@ -114,49 +111,48 @@ class HitPawHook(_HitPawConnectionHook):
 
     @cached_property
     def session(self) -> requests.Session:
-        import requests
-
-        session = requests.Session()
-        session.headers["User-Agent"] = "airflow-provider-hitpaw"
-        session.max_redirects = MAX_REDIRECTS
-        return session
+        return sync_transport.new_session()
 
     def close(self) -> None:
         if "session" in self.__dict__:
             self.session.close()
             del self.__dict__["session"]
 
-    @property
-    def _timeout(self) -> tuple[float, float]:
-        return (self.settings.connect_timeout, self.settings.read_timeout)
-
     def _api_headers(self) -> dict[str, str]:
-        return {API_KEY_HEADER: self.settings.api_key, "Content-Type": "application/json"}
+        return {API_KEY_HEADER: self.settings.api_key, "Content-Type": "application/json", **IDENTITY_HEADERS}
 
     def _post(self, path: str, payload: dict[str, Any], deadline: float | None = None) -> Reply:
-        """POST to the API and read the whole reply within connect + read timeout, at most 1 MiB.
+        """POST to the API and read the whole reply, at most 1 MiB decoded.
 
-        With a ``deadline`` (epoch seconds) the request is also cut off there. Redirects are not
-        followed: a POST must not be replayed elsewhere with the key on it.
+        The exchange, from connecting to the reply's last byte, is cut off after connect + read
+        timeout (and at ``deadline``, epoch seconds, when given) however slowly the server sends.
+        Redirects are not followed: a POST must not be replayed elsewhere with the key on it.
+        On failure it raises :class:`SyncTransportFailure`, which says whether anything was sent.
         """
-        budget = self.settings.connect_timeout + self.settings.read_timeout
-        connect, read = self._timeout
+        settings = self.settings
+        budget = settings.connect_timeout + settings.read_timeout
+        connect, read = settings.connect_timeout, settings.read_timeout
         if deadline is not None:
             remaining = max(0.1, deadline - time.time())
             budget = min(budget, remaining)
             connect, read = min(connect, remaining), min(read, remaining)
-        limit = time.monotonic() + budget
-        with self.session.post(
-            self.settings.base_url + path,
-            json=payload,
-            headers=self._api_headers(),
-            timeout=(connect, read),
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            body = _read_capped(response, limit)
-            self._last_reply_at = time.monotonic()
-            return Reply(response.status_code, body, response.headers)
+        with sync_transport.exchange(budget) as current:
+            try:
+                with self.session.post(
+                    settings.base_url + path,
+                    json=payload,
+                    headers=self._api_headers(),
+                    timeout=(connect, read),
+                    allow_redirects=False,
+                    stream=True,
+                ) as response:
+                    body = sync_transport.read_reply(response, current)
+                    self._last_reply_at = time.monotonic()
+                    return Reply(response.status_code, body, response.headers)
+            except HitPawError:
+                raise
+            except Exception as err:
+                raise SyncTransportFailure(sync_transport.classify(err, current)) from None
 
     # --- submit -------------------------------------------------------------------------------
 
@@ -203,21 +199,16 @@ class HitPawHook(_HitPawConnectionHook):
         )
 
     def _submit_once(self, path: str, payload: dict[str, Any]) -> SubmittedJob:
-        import requests
-
         try:
             reply = self._post(path, payload)
-        except (_ReplyTooSlow, HitPawResponseError) as err:
-            raise _unknown_submit(payload, str(err)) from None
-        except requests.RequestException as err:
-            if _nothing_was_sent(err):
+        except SyncTransportFailure as failure:
+            if failure.nothing_sent:
                 raise HitPawConnectionError(
-                    f"Could not connect to HitPaw at {self.settings.base_url}: {_brief(err)}"
+                    f"Could not connect to HitPaw at {self.settings.base_url}; nothing was sent: {failure.reason}"
                 ) from None
-            if isinstance(err, requests.exceptions.SSLError):
-                raise HitPawConnectionError(f"TLS error talking to HitPaw: {_brief(err)}") from None
-            raise _unknown_submit(payload, f"{type(err).__name__}: {_brief(err)}") from None
-
+            raise unknown_submit_error(payload, failure.reason) from None
+        except HitPawResponseError as err:  # the reply was too big or garbled: it came after the request
+            raise unknown_submit_error(payload, str(err)) from None
         job = read_submit_reply(reply, payload, self.settings.api_key)
         self.log.info("Submitted HitPaw job %s (%d coins)", job.job_id, job.consume_coins)
         return job
@@ -237,12 +228,10 @@ class HitPawHook(_HitPawConnectionHook):
         )
 
     def _status_once(self, job_id: str, deadline: float | None = None) -> TaskStatus:
-        import requests
-
         try:
             reply = self._post(TASK_STATUS_PATH, {"job_id": job_id}, deadline)
-        except (requests.RequestException, _ReplyTooSlow) as err:
-            raise HitPawConnectionError(f"Status request failed: {_brief(err)}", job_id=job_id) from None
+        except SyncTransportFailure as failure:
+            raise HitPawConnectionError(f"Status request failed: {failure.reason}", job_id=job_id) from None
         return read_status_reply(reply, job_id, self.settings.api_key)
 
     def wait_for_completion(
@@ -268,6 +257,9 @@ class HitPawHook(_HitPawConnectionHook):
         # math.isfinite: a NaN deadline compares false with everything, so the wait would never end.
         if not poll_interval > 0 or not math.isfinite(poll_interval):
             raise HitPawValidationError(f"poll_interval must be a positive number, got {poll_interval}")
+        from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS  # the floor (HitPaw: 2-5 s)
+
+        poll_interval = max(poll_interval, MIN_POLL_INTERVAL_SECONDS)  # raised, not refused: the job is paid
         if deadline is None:
             if timeout is None or not timeout > 0 or not math.isfinite(timeout):
                 raise HitPawValidationError("wait_for_completion needs a positive, finite timeout or a deadline")
@@ -303,18 +295,34 @@ class HitPawHook(_HitPawConnectionHook):
     # --- download -----------------------------------------------------------------------------
 
     def download_result(
-        self, res_url: str, destination: str | os.PathLike[str] | ObjectStoragePath
+        self,
+        res_url: str,
+        destination: str | os.PathLike[str] | ObjectStoragePath,
+        *,
+        job_id: str | None = None,
+        source_url: str | None = None,
     ) -> str:
         """Stream a result to a local path or an ``ObjectStoragePath``, in constant memory.
 
-        A destination that is an existing folder, or ends with ``/``, gets the file name of the URL.
-        A local file is written to a temporary name and renamed, so a reader never sees half a file.
-        The API key is never sent to ``res_url`` (it is usually another host).
+        ``destination`` is a local path, a ``file:`` URI of a local path (``file:///data/out/``,
+        ``file://localhost/...``, ``file:/...``, percent-encoded), an object-storage URL or an
+        ``ObjectStoragePath``. One that is an existing folder, or ends with ``/``, is a folder: with a
+        ``job_id`` the result is named ``<stem of source_url>-<job_id><extension of res_url>``
+        (``portrait-<job_id>.png``), so jobs sharing a folder never overwrite each other; without
+        one, it gets a safe form of the URL's file name. Either way it is written inside that folder,
+        whatever ``res_url`` holds (see :func:`airflow_provider_hitpaw.downloads.resolve_destination`).
+        Any other destination is the file to write. A local file is written to a temporary name and
+        renamed, so a reader never sees half a file. The API key is never sent to ``res_url`` (it is
+        usually another host).
 
+        :param job_id: the job the result belongs to: names the file in a folder.
+        :param source_url: the photo's URL: its file name gives the result's stem.
         :return: where the file was written, as a string.
+        :raises HitPawValidationError: for a destination of no usable form (``file://otherhost/``...),
+            before any request.
         """
         validate_url(res_url, field="res_url")
-        target = resolve_destination(res_url, destination)
+        target = resolve_destination(res_url, destination, job_id=job_id, source_url=source_url)
         call_with_retries(
             self.settings.retry, self.log, "result download", lambda: self._download_once(res_url, target)
         )
@@ -322,22 +330,24 @@ class HitPawHook(_HitPawConnectionHook):
         return str(target)
 
     def _download_once(self, res_url: str, target: Any) -> None:
-        import requests
-
-        try:
-            with self.session.get(
-                res_url, stream=True, timeout=self._timeout, allow_redirects=True
-            ) as response:
+        """One try: the whole download, however its bytes trickle, ends by ``download_timeout``."""
+        settings = self.settings
+        with sync_transport.exchange(settings.download_timeout) as current:
+            try:
+                response = self.session.get(
+                    res_url,
+                    stream=True,
+                    timeout=(settings.connect_timeout, settings.read_timeout),
+                    allow_redirects=True,
+                    headers=IDENTITY_HEADERS,
+                )
+            except Exception as err:
+                reason = sync_transport.classify(err, current).reason
+                raise HitPawConnectionError(f"Downloading the result failed: {reason}") from None
+            with response:
                 if response.status_code != 200:
                     raise _download_error(response)
-                expected = response.headers.get("Content-Length")
-                written = write_stream(response.iter_content(DOWNLOAD_CHUNK_BYTES), target)
-        except requests.RequestException as err:
-            raise HitPawConnectionError(f"Downloading the result failed: {_brief(err)}") from None
-        if expected is not None and expected.isascii() and expected.isdigit() and int(expected) != written:
-            raise HitPawConnectionError(
-                f"The result download was cut short: {written} of {expected} bytes"
-            )
+                write_stream(_checked_chunks(response, current), target)
 
     # --- connection test ----------------------------------------------------------------------
 
@@ -377,15 +387,17 @@ class HitPawAsyncHook(_HitPawConnectionHook):
         super().__init__(hitpaw_conn_id, retry_policy=retry_policy)
         self._settings: HitPawSettings | None = None
 
-    async def get_settings(self) -> HitPawSettings:
-        if self._settings is None:
-            from airflow_provider_hitpaw.hooks.session import shared_settings
+    async def get_settings(self, *, fresh: bool = False) -> HitPawSettings:
+        """The connection's settings, shared by the process's hooks and re-read at least once a minute
+        (:data:`~airflow_provider_hitpaw.hooks.session.SETTINGS_TTL_SECONDS`), so that a long wait
+        picks up a rotated key. ``fresh`` reads the connection again now."""
+        from airflow_provider_hitpaw.hooks.session import shared_settings
 
-            settings = await shared_settings(self.hitpaw_conn_id, self._read_settings)
-            if self._retry_policy_override is not None:
-                settings = _with_policy(settings, self._retry_policy_override)
-            self._settings = settings
-        return self._settings
+        settings = await shared_settings(self.hitpaw_conn_id, self._read_settings, fresh=fresh)
+        if self._retry_policy_override is not None:
+            settings = _with_policy(settings, self._retry_policy_override)
+        self._settings = settings
+        return settings
 
     @property
     def request_time_limit(self) -> float | None:
@@ -400,32 +412,29 @@ class HitPawAsyncHook(_HitPawConnectionHook):
     async def _post(
         self, settings: HitPawSettings, path: str, payload: dict[str, Any], *, fresh: bool = False
     ) -> Reply:
-        """POST to the API on the shared session (or, with ``fresh``, on a connection of its own)."""
+        """POST to the API on the shared session (or, with ``fresh``, on a connection of its own).
+
+        On failure it raises :class:`AsyncTransportFailure`, which says whether anything was sent.
+        """
         import aiohttp
 
+        from airflow_provider_hitpaw.hooks import async_transport
         from airflow_provider_hitpaw.hooks.session import client_timeout, get_shared_session
 
-        own = aiohttp.ClientSession() if fresh else None
-        session = own or await get_shared_session()
+        own = aiohttp.ClientSession(auto_decompress=False) if fresh else None
         try:
-            async with session.post(
+            session = own or await get_shared_session()
+            return await async_transport.post(
+                session,
                 settings.base_url + path,
-                json=payload,
-                headers={API_KEY_HEADER: settings.api_key},
-                timeout=client_timeout(settings.connect_timeout, settings.read_timeout),
-                allow_redirects=False,
-            ) as response:
-                length = response.content_length
-                if length is not None and length <= MAX_REPLY_BYTES:
-                    return Reply(response.status, await response.read(), response.headers)
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_any():
-                    size += len(chunk)
-                    if size > MAX_REPLY_BYTES:
-                        raise HitPawResponseError(f"HitPaw's reply is larger than {MAX_REPLY_BYTES} bytes")
-                    chunks.append(chunk)
-                return Reply(response.status, b"".join(chunks), response.headers)
+                payload,
+                {API_KEY_HEADER: settings.api_key},
+                client_timeout(settings.connect_timeout, settings.read_timeout),
+            )
+        except HitPawError:
+            raise
+        except Exception as err:
+            raise AsyncTransportFailure(async_transport.classify(err)) from None
         finally:
             if own is not None:
                 await own.close()
@@ -433,24 +442,33 @@ class HitPawAsyncHook(_HitPawConnectionHook):
     async def get_task_status(self, job_id: str, *, deadline: float | None = None) -> TaskStatus:
         """Ask the state of a job, retrying transient errors like the sync hook.
 
+        A key refused by HitPaw is checked once against the connection as it is now: a wait that
+        outlives a key rotation goes on with the new key instead of failing.
+
         :param job_id: the job's id.
         :param deadline: epoch seconds after which no retry starts.
         """
         validate_job_id(job_id)
         settings = await self.get_settings()
-        return await acall_with_retries(
-            settings.retry, self.log, "status request", lambda: self._status_once(settings, job_id), deadline
-        )
+        try:
+            return await acall_with_retries(
+                settings.retry, self.log, "status request", lambda: self._status_once(settings, job_id), deadline
+            )
+        except HitPawAuthError:
+            current = await self.get_settings(fresh=True)
+            if current.api_key == settings.api_key:
+                raise
+            self.log.info("The API key of connection %s has changed; asking again with the new key",
+                          self.hitpaw_conn_id)
+            return await acall_with_retries(
+                current.retry, self.log, "status request", lambda: self._status_once(current, job_id), deadline
+            )
 
     async def _status_once(self, settings: HitPawSettings, job_id: str) -> TaskStatus:
-        import aiohttp
-
         try:
             reply = await self._post(settings, TASK_STATUS_PATH, {"job_id": job_id})
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            raise HitPawConnectionError(
-                f"Status request failed: {type(err).__name__}: {_brief(err)}", job_id=job_id
-            ) from None
+        except AsyncTransportFailure as failure:
+            raise HitPawConnectionError(f"Status request failed: {failure.reason}", job_id=job_id) from None
         return read_status_reply(reply, job_id, settings.api_key)
 
     async def enhance_photo(
@@ -464,8 +482,6 @@ class HitPawAsyncHook(_HitPawConnectionHook):
         allow_unknown_model: bool = False,
     ) -> SubmittedJob:
         """Submit a photo job from async code; same checks and money-safe rules as the sync hook."""
-        import aiohttp
-
         payload = build_submit_payload(
             img_url, model_name, extension, exif, dpi, allow_unknown_model=allow_unknown_model
         )
@@ -474,147 +490,58 @@ class HitPawAsyncHook(_HitPawConnectionHook):
         async def once() -> SubmittedJob:
             try:
                 reply = await self._post(settings, PHOTO_ENHANCER_PATH, payload, fresh=True)
-            except aiohttp.ClientConnectorError as err:  # no connection was opened: nothing sent
-                raise HitPawConnectionError(f"Could not connect to HitPaw: {_brief(err)}") from None
-            except (aiohttp.ClientError, asyncio.TimeoutError, HitPawResponseError) as err:
-                raise _unknown_submit(payload, f"{type(err).__name__}: {_brief(err)}") from None
+            except AsyncTransportFailure as failure:
+                if failure.nothing_sent:
+                    raise HitPawConnectionError(
+                        f"Could not connect to HitPaw; nothing was sent: {failure.reason}"
+                    ) from None
+                raise unknown_submit_error(payload, failure.reason) from None
+            except HitPawResponseError as err:  # the reply was too big or garbled: it came after the request
+                raise unknown_submit_error(payload, str(err)) from None
             return read_submit_reply(reply, payload, settings.api_key)
 
         return await acall_with_retries(settings.retry, self.log, "submission", once)
 
 
-class Reply(NamedTuple):
-    """An API reply, read in full."""
-
-    status_code: int
-    body: bytes
-    headers: Any
-
-
-class _ReplyTooSlow(Exception):
-    """The reply kept arriving, a little at a time, past its time limit."""
+class _TransportFailure(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.reason)
+        self.nothing_sent = failure.nothing_sent
+        self.reason = failure.reason
 
 
-def _read_capped(response: requests.Response, limit: float) -> bytes:
-    """Read a streamed reply, refusing one that trickles past ``limit`` (monotonic) or grows too big."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = response.raw.read1(64 * 1024, decode_content=True)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_REPLY_BYTES:
-            raise HitPawResponseError(f"HitPaw's reply is larger than {MAX_REPLY_BYTES} bytes")
-        chunks.append(chunk)
-        if time.monotonic() > limit:
-            raise _ReplyTooSlow("the reply did not arrive within the connect and read timeouts")
+class SyncTransportFailure(_TransportFailure):
+    """A request of the sync hook failed below HTTP; ``nothing_sent`` says whether HitPaw can have seen it."""
 
 
-def read_status_reply(reply: Reply, job_id: str, secret: str | None = None) -> TaskStatus:
-    """The status a reply stands for, or its typed error (with ``secret`` masked in its message)."""
-    with _masking(secret):
-        if 300 <= reply.status_code < 400:
-            raise HitPawResponseError(
-                f"HitPaw redirected the status request (HTTP {reply.status_code})", job_id=job_id
-            )
-        payload = try_decode_json(reply.body)
-        error = error_from_reply(
-            reply.status_code, reply.body, retry_after=reply.headers.get("Retry-After"), job_id=job_id,
-            payload=payload,
-        )
-        if error is not None:
-            raise error
-        return parse_status_reply(reply.status_code, reply.body, job_id, payload=payload)
+class AsyncTransportFailure(_TransportFailure):
+    """A request of the async hook failed below HTTP; ``nothing_sent`` says whether HitPaw can have seen it."""
 
 
-@contextmanager
-def _masking(secret: str | None) -> Iterator[None]:
-    """Mask ``secret`` in a HitPaw error raised inside: a server may quote the key back in a message,
-    and such a message can end up where Airflow's log masking does not reach (a trigger event in the
-    metadata database, for one)."""
-    try:
-        yield
-    except HitPawError as err:
-        cause: BaseException | None = err
-        while secret and isinstance(cause, HitPawError):
-            if secret in cause.message:
-                cause.message = cause.message.replace(secret, "***")
-                cause.args = (cause._describe(),)
-            cause = cause.__cause__
-        raise
+def _checked_chunks(response: requests.Response, current: sync_transport.Exchange) -> Iterator[bytes]:
+    """The result's bytes; raises, before the file is put in place, if the body is cut or too slow.
 
-
-def read_submit_reply(reply: Reply, payload: dict[str, Any], secret: str | None = None) -> SubmittedJob:
-    with _masking(secret):
-        return _read_submit_reply(reply, payload)
-
-
-def _read_submit_reply(reply: Reply, payload: dict[str, Any]) -> SubmittedJob:
-    """The job a submission's reply stands for, or the error, sorted by whether coins may be gone.
-
-    A refusal (4xx, or an error code in a 2xx body) and a 429 created nothing. A 5xx, or a 2xx that
-    cannot be read, may follow a job that was created and charged: that is "outcome unknown".
+    ``Content-Length`` counts the bytes on the wire: with a ``Content-Encoding`` they differ from
+    the decoded bytes written, so the wire count is compared.
     """
-    status_code, body, headers = reply
-    if 300 <= status_code < 400:
-        location = str(headers.get("Location", ""))[:200]
-        raise HitPawResponseError(
-            f"HitPaw redirected the submission (HTTP {status_code} to {location or 'elsewhere'}); it "
-            "was not processed. Set the connection's host to the final https base URL.",
-            http_status=status_code,
-        )
-    error = error_from_reply(status_code, body, retry_after=headers.get("Retry-After"))
-    if error is None:
-        try:
-            return parse_submit_reply(status_code, body)
-        except HitPawResponseError as err:
-            raise _unknown_submit(payload, str(err), status_code) from err
-    # A server-side error code (1005xxxxx) may follow a created job whatever the HTTP status says.
-    if status_code >= 500 or isinstance(error, HitPawServerError) or (
-        status_code < 300 and isinstance(error, HitPawResponseError)
-    ):
-        raise _unknown_submit(payload, str(error), status_code) from error
-    raise error
-
-
-def _unknown_submit(
-    payload: dict[str, Any], reason: str, status_code: int | None = None
-) -> HitPawSubmitOutcomeUnknownError:
-    media_url = payload.get("img_url") or payload.get("video_url")
-    model = payload.get("model_name")
-    return HitPawSubmitOutcomeUnknownError(
-        f"The submission of {str(media_url)[:200]} with model {model} may have created a job and "
-        f"charged coins ({reason}). It is not retried automatically, since HitPaw has no idempotency "
-        "key; check the account's usage before submitting again.",
-        http_status=status_code,
-        img_url=media_url,
-        model_name=model,
-    )
+    try:
+        for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+            yield chunk
+            current.check_time()
+    except Exception as err:
+        reason = sync_transport.classify(err, current).reason
+        raise HitPawConnectionError(f"Downloading the result failed: {reason}") from None
+    expected = response.headers.get("Content-Length")
+    received = response.raw.tell()
+    if expected is not None and expected.isascii() and expected.isdigit() and len(expected) < 19:
+        if int(expected) != received:
+            raise HitPawConnectionError(f"The result download was cut short: {received} of {expected} bytes")
 
 
 def _with_policy(settings: HitPawSettings, policy: RetryPolicy) -> HitPawSettings:
     from dataclasses import replace
 
     return replace(settings, retry=policy)
-
-
-def _nothing_was_sent(err: requests.RequestException) -> bool:
-    """Whether the request failed before a connection was open, so HitPaw cannot have seen it."""
-    import requests
-    from urllib3.exceptions import ConnectTimeoutError
-
-    if isinstance(err, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(err, requests.exceptions.ConnectionError) and err.args:
-        reason = getattr(err.args[0], "reason", None)
-        return isinstance(reason, ConnectTimeoutError)  # NewConnectionError is one too
-    return False
-
-
-def _brief(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
 
 
 def _download_error(response: requests.Response) -> HitPawError:

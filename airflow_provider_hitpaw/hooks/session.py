@@ -37,6 +37,7 @@ async def get_shared_session() -> aiohttp.ClientSession:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT, enable_cleanup_closed=True),
             headers={"User-Agent": "airflow-provider-hitpaw"},
+            auto_decompress=False,  # bodies are decoded by the hook, with a cap on their size
         )
         _sessions[loop] = session
         closer = _close_at_loop_shutdown(session)
@@ -83,17 +84,18 @@ _settings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[
 )
 
 
-async def shared_settings(conn_id: str, read: Callable[[], Awaitable[T]]) -> T:
+async def shared_settings(conn_id: str, read: Callable[[], Awaitable[T]], *, fresh: bool = False) -> T:
     """The settings of a connection, read once per ``SETTINGS_TTL_SECONDS`` per event loop.
 
     Concurrent callers wait on the same lookup; a failed lookup is not kept, so the next call tries
-    again.
+    again. ``fresh`` reads the connection again unless a read started less than a second ago.
     """
     loop = asyncio.get_running_loop()
     entries = _settings.setdefault(loop, {})
     entry = entries.get(conn_id)
     now = time.monotonic()
-    if entry is None or entry[0] < now or _failed(entry[1]):
+    stale = entry is not None and fresh and entry[0] - SETTINGS_TTL_SECONDS < now - 1.0
+    if entry is None or entry[0] < now or stale or _failed(entry[1]):
         future: asyncio.Future[Any] = asyncio.ensure_future(read())
         entries[conn_id] = (now + SETTINGS_TTL_SECONDS, future)
         entry = entries[conn_id]
