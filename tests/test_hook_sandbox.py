@@ -48,7 +48,8 @@ def test_enhance_wait_download(hook, sandbox, tmp_path, model, scale, ext, fmt):
     status = hook.wait_for_completion(job.job_id, poll_interval=0.05, timeout=60, on_status=seen.append)
     assert status.is_success and status.original_url == img_url
     assert len({s.raw_status for s in seen}) >= 2, "expected intermediate states before COMPLETED"
-    path = hook.download_result(status.res_url, tmp_path)
+    path = hook.download_result(status.res_url, tmp_path, job_id=job.job_id, source_url=img_url)
+    assert path == str(tmp_path / f"portrait-{job.job_id}{ext}")  # not the sandbox's result{ext}
     with Image.open(path) as image:
         assert image.size == (512 * scale, 600 * scale)
         assert image.format == fmt

@@ -333,7 +333,9 @@ class EnhancePhotoOperator(BaseOperator):
         context["ti"].xcom_push(key=RES_URL_XCOM_KEY, value=res_url)
         output_path = None
         if self.output_path:
-            output_path = self.hook.download_result(res_url, self.output_path)
+            output_path = self.hook.download_result(
+                res_url, self.output_path, job_id=job_id, source_url=self.img_url
+            )
         result = self._summary(job_id, consume_coins)
         result.update(
             status=status.get("status"),
