@@ -8,11 +8,13 @@ fails already when the DAG is parsed.
 
 from __future__ import annotations
 
+import json
+import string
 from typing import Any
 
 import pytest
 from conftest import set_hitpaw_connection
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from operator_support import make_context
 from scripted_server import ok
@@ -26,6 +28,8 @@ from airflow_provider_hitpaw.models import (
     PHOTO_MODELS,
     PHOTO_OUTPUT_FORMATS,
     VIDEO_MODELS,
+    build_submit_payload,
+    validate_url,
 )
 from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
 
@@ -50,8 +54,13 @@ extensions = st.one_of(
     st.text(max_size=10),
     anything,
 )
-hosts = st.sampled_from(["photos.example", "127.0.0.1", "[::1]", "xn--bcher-kva.example", "bücher.example", ""])
-paths = st.sampled_from(["/a.jpg", "/a.png", "/ü.jpg", "/a b.jpg", "/a.jpg?x=1", "/a\n.jpg", "/" + "p" * 5000, ""])
+hosts = st.sampled_from(["photos.example", "127.0.0.1", "[::1]", "xn--bcher-kva.example", "bücher.example", "",
+                         "%00", "..", "a..b", "photos.example.", "-x.example", "a_b.example", "1.2.3", "0x7f.1",
+                         "[fe80::1%25eth0]", "x\u200b.example", "\ufeffphotos.example", "Photos.EXAMPLE", "💩.la",
+                         "photos.example\\@evil.example", "photos.example:0443", "photos.example:0"])
+paths = st.sampled_from(["/a.jpg", "/a.png", "/ü.jpg", "/a b.jpg", "/a.jpg?x=1", "/a\n.jpg", "/" + "p" * 5000, "",
+                         "/a\x7f.jpg", "/a\x85.jpg", "/a\u200b.jpg", "/\u202ea.jpg", "/a.jpg?s=a%2Fb%2b", "/50%.jpg",
+                         "/a/../b.jpg", "/%7e/a.jpg", "/a.jpg#x#y", "/a|b.jpg", "/\ud800.jpg", "/" + "ü" * 1500])
 urls = st.one_of(
     st.builds(lambda scheme, host, path: f"{scheme}{host}{path}",
               st.sampled_from(["https://", "http://", "HTTPS://", "ftp://", "file://", "javascript:", "data:", "//", "",
@@ -77,12 +86,41 @@ def assert_body_is_valid(body: dict[str, Any]) -> None:
     assert body["extension"][0] == "." and body["extension"][1:] in PHOTO_OUTPUT_FORMATS
     url = body["img_url"]
     assert isinstance(url, str) and len(url) <= MAX_URL_LENGTH and url == url.strip()
-    assert not any(c.isspace() or ord(c) < 32 for c in url)
+    # What an HTTP client sends: printable ASCII only, so no control, format or invisible character.
+    assert all("!" <= c <= "~" for c in url) and "\\" not in url
     parts = urlsplit(url)
     assert parts.scheme in ("http", "https") and parts.hostname
+    assert_host_is_a_dns_name_or_ip(parts.hostname)
+    assert url == sent_by_requests(url)
     assert isinstance(body["exif"], bool)
     if "DPI" in body:
         assert type(body["DPI"]) is int and 1 <= body["DPI"] <= 10_000
+
+
+def assert_host_is_a_dns_name_or_ip(host: str) -> None:
+    import ipaddress
+    import re
+
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    assert len(name) <= 253
+    labels = name.split(".")
+    assert all(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", label) for label in labels), host
+    assert not re.fullmatch(r"[0-9]+|0x[0-9a-f]*", labels[-1]), host
+
+
+def sent_by_requests(url: str) -> str:
+    """The URL ``requests`` puts on the wire for ``url``."""
+    from requests.models import PreparedRequest
+
+    prepared = PreparedRequest()
+    prepared.prepare_url(url, None)
+    assert prepared.url is not None
+    return prepared.url
 
 
 @pytest.fixture
@@ -98,6 +136,101 @@ def fuzz_hook(monkeypatch, scripted):
 
 def _submissions(scripted: Any) -> list[Any]:
     return [r.body for r in scripted.requests if r.path == PHOTO_ENHANCER_PATH]
+
+
+# --- build_submit_payload on its own: arbitrary input, typed errors only ------------------------------
+
+huge = st.one_of(
+    st.integers(min_value=4, max_value=6).map(lambda n: 10 ** (10**n)),  # int() and str() refuse these
+    st.sampled_from(["9" * 5000, "0" * 5000 + "300", "x" * 100_000, "\ud800", "\udfff" * 3]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+dns_labels = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?\Z")
+unicode_labels = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8)
+any_hosts = st.one_of(
+    hosts,
+    st.lists(dns_labels, min_size=1, max_size=4).map(".".join),
+    st.lists(st.one_of(dns_labels, unicode_labels, st.just("")), min_size=1, max_size=4).map(".".join),
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda ip: f"[{ip}]"),
+    st.text(max_size=20),
+)
+url_texts = st.text(st.characters(), max_size=30)  # every code point: controls, format, surrogates, escapes
+clean_texts = st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S"]), max_size=12)
+escapes = st.sampled_from(["%2F", "%2f", "%41", "%7E", "%2E", "%25", "%", "%Z", "%00", "%C3%BC", "%E2%80%8B"])
+components = st.lists(
+    st.one_of(clean_texts, clean_texts, url_texts, escapes, st.sampled_from(["/", ".", "..", "?", "#", "@", ":", "[", "]"])),
+    max_size=6,
+).map("".join)
+built_urls = st.builds(
+    lambda scheme, userinfo, host, port, path, query, fragment: (
+        f"{scheme}{userinfo}{host}{port}{path}{query}{fragment}"),
+    st.sampled_from(["https://", "https://", "http://", "HTTP://", "ftp://", "https:/", "//", ""]),
+    st.sampled_from(["", "", "", "user:pw@", "@", "a@b@", "u%40x:@"]),
+    any_hosts,
+    st.sampled_from(["", "", "", ":", ":443", ":0", ":00080", ":65536", ":-1", ":x"]),
+    st.one_of(st.just(""), components.map(lambda p: "/" + p), paths),
+    st.one_of(st.just(""), components.map(lambda q: "?" + q)),
+    st.one_of(st.just(""), components.map(lambda f: "#" + f)),
+)
+arbitrary = st.one_of(anything, huge, st.text(), st.characters().map(str))
+
+
+def mostly(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``good`` about three times in four, so that some whole submissions are valid (``one_of`` would
+    weigh each of the many branches of ``bad`` like ``good``)."""
+    return st.sampled_from([True, True, True, False]).flatmap(lambda ok: good if ok else bad)
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(img_url=mostly(built_urls, st.one_of(urls, arbitrary)),
+       model_name=mostly(st.sampled_from(PHOTO_NAMES + list(MODEL_ALIASES) + ["enhanced_v1", "x.y-z_2"]),
+                         st.one_of(model_names, arbitrary)),
+       extension=mostly(st.sampled_from(PHOTO_OUTPUT_FORMATS).map(lambda e: "." + e), st.one_of(extensions, arbitrary)),
+       exif=mostly(st.booleans(), st.one_of(exifs, huge)),
+       dpi=mostly(st.one_of(st.none(), st.integers(1, 10_000), st.integers(1, 10_000).map(str)),
+                  st.one_of(dpis, huge, st.integers(0, 6000).map(lambda n: "9" * n), st.text(string.digits, max_size=8))),
+       allow_unknown_model=mostly(st.booleans(), anything))
+def test_build_submit_payload_returns_a_sendable_body_or_raises_the_typed_error(
+    img_url, model_name, extension, exif, dpi, allow_unknown_model
+):
+    try:
+        body = build_submit_payload(img_url, model_name, extension, exif, dpi,
+                                    allow_unknown_model=allow_unknown_model)
+    except HitPawValidationError as err:
+        assert 0 < len(str(err)) < 2000
+        event("refused")
+        return
+    event("accepted")
+    # The body goes out as JSON: it must survive a round trip, strict (no NaN) and in UTF-8.
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False)
+    assert json.loads(text.encode("utf-8").decode("utf-8")) == body
+    assert json.loads(json.dumps(body)) == body
+    if allow_unknown_model is True and body["model_name"] not in PHOTO_NAMES and body["model_name"] not in MODEL_ALIASES:
+        import re
+
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", body["model_name"])
+        body = {**body, "model_name": "face_2x"}  # the rest of the contract still holds
+    assert_body_is_valid(body)
+    assert validate_url(body["img_url"]) == body["img_url"]  # normalising is idempotent
+
+
+@settings(max_examples=500, deadline=None)
+@given(host=st.lists(dns_labels, min_size=1, max_size=5).map(".".join),
+       port=st.one_of(st.none(), st.integers(1, 65535)),
+       path=st.lists(st.from_regex(r"\A[A-Za-z0-9._~-]{1,8}\Z"), max_size=4).map("/".join),
+       query=st.lists(st.tuples(st.from_regex(r"\A[A-Za-z0-9-]{1,8}\Z"),
+                                st.sampled_from(["1", "a%2Fb", "x%3D%2B", "AKIA%2F2025%2Fs3"])), max_size=3))
+def test_plain_urls_are_kept_as_they_are(host, port, path, query):
+    """What was valid stays valid and unchanged: a DNS or loopback host, a path, a presigned query."""
+    from hypothesis import assume
+
+    assume(not host.rsplit(".", 1)[-1].isdigit() and not host.rsplit(".", 1)[-1].startswith("0x"))
+    assume(all(segment not in (".", "..") for segment in path.split("/")))
+    url = f"https://{host}{'' if port is None else f':{port}'}/{path}"
+    if query:
+        url += "?" + "&".join(f"{k}={v}" for k, v in query)
+    assert validate_url(url) == url
 
 
 @FUZZ
@@ -136,7 +269,8 @@ def test_operator_templates_rendering_to_garbage_fail_before_any_request(fuzz_ho
                                                                           extension, dpi):
     op = EnhancePhotoOperator(task_id="fuzz", img_url="{{ params.img_url }}", model_name="{{ params.model }}",
                               extension="{{ params.ext }}" if extension is not None else None,
-                              dpi="{{ params.dpi }}", hitpaw_conn_id="hitpaw_fuzz", poll_interval=0.01)
+                              dpi="{{ params.dpi }}", hitpaw_conn_id="hitpaw_fuzz",
+                              wait_for_completion=False)  # what is sent is the point, not the wait
     # What rendering gives: Jinja turns every value into text (native types stay off by default).
     rendered = {"img_url": img_url, "model": model_name, "ext": extension, "dpi": dpi}
     context = make_context(params=rendered)

@@ -12,6 +12,7 @@ from airflow_provider_hitpaw.models import (
     PHOTO_MODELS,
     VIDEO_MODELS,
     ModelKind,
+    build_submit_payload,
     extension_from_url,
     get_model,
     validate_dpi,
@@ -19,6 +20,13 @@ from airflow_provider_hitpaw.models import (
     validate_model_name,
     validate_url,
 )
+
+
+def short_id(value):
+    """A test id for any value: pytest's own would turn a 5000-digit int into text, which raises."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 1000 else f"int of {value.bit_length()} bits"
+    return text if len(text) <= 30 else f"{text[:20]}...({len(text)} chars)"
+
 
 SEED_PHOTO_MODELS = {
     "face_2x": 2, "face_4x": 4, "face_v2_2x": 2, "face_v2_4x": 4, "general_2x": 2, "general_4x": 4,
@@ -88,17 +96,115 @@ def test_bad_extension_lists_valid_ones():
             validate_extension(bad, MODELS["face_2x"])
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".heif", "mp4", ".HEIF", ".gif", ".mov"])
+def test_unknown_model_still_gets_a_photo_extension(ext):
+    """A photo job writes a photo whatever the model: allow_unknown_model does not open the video formats."""
+    with pytest.raises(HitPawValidationError):
+        build_submit_payload("https://x.com/a.jpg", "enhanced_v1", ext, allow_unknown_model=True)
+    with pytest.raises(HitPawValidationError):
+        validate_extension(ext, None)
+
+
+def test_unknown_model_with_a_photo_extension():
+    body = build_submit_payload("https://x.com/a.jpg", "enhanced_v1", "PNG", allow_unknown_model=True)
+    assert body == {"model_name": "enhanced_v1", "img_url": "https://x.com/a.jpg", "extension": ".png", "exif": False}
+    with pytest.raises(HitPawValidationError, match="video format"):
+        validate_extension(".mp4", None)
+
+
+@pytest.mark.parametrize("name", ["\ud800", "face\x00_2x", "face 2x", "enhanced\u200bv1", "x" * 65, "a/b", "-x",
+                                  "ﬁ", "x" * 10**6], ids=short_id)
+def test_unknown_model_names_must_look_like_names(name):
+    with pytest.raises(HitPawValidationError):
+        build_submit_payload("https://x.com/a.jpg", name, ".jpg", allow_unknown_model=True)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"model_name": "x" * 10**6}, {"model_name": 10**5000}, {"extension": "j" * 10**6}, {"extension": "\ud800"},
+    {"extension": ".\uff4a\uff50\uff47"}, {"img_url": "https://x.com/\ud800.jpg"}, {"img_url": "https://x.com/" + "a" * 10**6},
+    {"img_url": 10**5000}, {"dpi": 10**5000}, {"dpi": float("nan")}, {"dpi": "9" * 10**5}, {"exif": 10**5000},
+    {"exif": float("nan")}, {"allow_unknown_model": "no"}, {"allow_unknown_model": None},
+], ids=lambda kwargs: "-".join(f"{k}={short_id(v)}" for k, v in kwargs.items()))
+def test_build_submit_payload_raises_only_the_typed_error(kwargs):
+    args = {"img_url": "https://x.com/a.jpg", "model_name": "face_2x", "extension": ".jpg", **kwargs}
+    with pytest.raises(HitPawValidationError) as info:
+        build_submit_payload(**args)
+    assert len(str(info.value)) < 1000
+
+
 def test_extension_from_url():
     assert extension_from_url("https://x.com/a/photo.JPG?sig=1") == ".jpg"
     assert extension_from_url("https://x.com/a/photo") is None
     assert extension_from_url("https://x.com/a/file.exe") is None
     assert extension_from_url("https://x.com/a.png/") is None
+    assert extension_from_url("https://[::1/a.jpg") is None
+
+
+PRESIGNED = ("https://bucket.s3.us-east-1.amazonaws.com/in/photo.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+             "&X-Amz-Credential=AKIA%2F20250101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=ab12")
 
 
 @pytest.mark.parametrize("url", ["https://example.com/a.jpg", "http://127.0.0.1:8899/samples/portrait.jpg",
-                                 "https://bücher.example/ü.jpg"])
+                                 "http://localhost:8899/samples/portrait.jpg", "http://[::1]:9000/a.jpg",
+                                 "https://cdn/a.jpg", "https://x.com./a.jpg", "http://user:pw@127.0.0.1/a.jpg",
+                                 "https://e.com/a.jpg?sig=a%2Bb%3D&exp=1#top", PRESIGNED,
+                                 "https://xn--bcher-kva.example/%C3%BC.jpg"])
 def test_good_urls(url):
     assert validate_url(url) == url
+
+
+@pytest.mark.parametrize(("url", "sent"), [
+    ("https://bücher.example/ü.jpg", "https://xn--bcher-kva.example/%C3%BC.jpg"),
+    ("HTTPS://Photos.Example/A.JPG", "https://photos.example/A.JPG"),
+    ("https://x.com", "https://x.com/"),
+    ("https://x.com?a=1", "https://x.com/?a=1"),
+    ("https://x.com:0443/a.jpg", "https://x.com:443/a.jpg"),
+    ("https://x.com:/a.jpg?", "https://x.com/a.jpg"),
+    ("https://x.com/a/./b/../c.jpg", "https://x.com/a/c.jpg"),
+    ("https://x.com/%7euser/a%2fb%2e.jpg", "https://x.com/~user/a%2Fb..jpg"),
+    ("https://x.com/a|b{1}.jpg?q=[1]#f#g", "https://x.com/a%7Cb%7B1%7D.jpg?q=%5B1%5D#f%23g"),
+    ("https://x.com/中文.jpg?name=ü", "https://x.com/%E4%B8%AD%E6%96%87.jpg?name=%C3%BC"),
+])
+def test_urls_are_normalised_to_what_an_http_client_sends(url, sent):
+    from requests.models import PreparedRequest
+
+    assert validate_url(url) == sent
+    prepared = PreparedRequest()
+    prepared.prepare_url(sent, None)
+    assert prepared.url == sent  # requests sends it as it is
+    assert validate_url(sent) == sent
+
+
+@pytest.mark.parametrize("char", ["\x7f", "\x80", "\x85", "\x9f", "\xa0", "\u00ad", "\u200b", "\u200d", "\u2060",
+                                  "\ufeff", "\u202e", "\u2066", "\u061c", "\u2028", "\u3000", "\u3164", "\ue000",
+                                  "\ud800", "\U000e0001"])
+@pytest.mark.parametrize("where", ["https://x.com/a{}.jpg", "https://x{}.com/a.jpg", "https://x.com/a.jpg?s={}",
+                                   "{}https://x.com/a.jpg", "https://x.com/a.jpg{}"])
+def test_urls_with_control_or_invisible_characters_refused(char, where):
+    with pytest.raises(HitPawValidationError, match=r"invisible|white space|control"):
+        validate_url(where.format(char))
+
+
+@pytest.mark.parametrize("host", ["%00", "..", "a..b", ".x.com", "x%2Ecom", "-x.com", "x-.com", "a_b.com", "a b",
+                                  "1.2.3", "0x7f.1", "999.1.1.1", "127.0.0.1.", "010.0.0.1", "a" * 64 + ".com",
+                                  ".".join(["a" * 63] * 4) + ".com", "[v1.x]", "[fe80::1%25eth0]", "[::1",
+                                  "xn--zz.com", "💩.la", "ex*ample.com", "x.com\\@y.com"])
+def test_urls_with_a_bad_host_refused(host):
+    with pytest.raises(HitPawValidationError):
+        validate_url(f"https://{host}/a.jpg")
+
+
+@pytest.mark.parametrize("url", ["https://x.com/50%", "https://x.com/a%zz.jpg", "https://x.com/a.jpg?s=%2",
+                                 "https://x.com:0/a.jpg", "https://x.com/a\\b.jpg"])
+def test_urls_with_bad_escapes_ports_or_backslashes_refused(url):
+    with pytest.raises(HitPawValidationError):
+        validate_url(url)
+
+
+def test_url_length_counts_once_percent_encoded():
+    url = "https://x.com/" + "ü" * 1500  # 1514 characters, 9014 once encoded
+    with pytest.raises(HitPawValidationError, match="once percent-encoded"):
+        validate_url(url)
 
 
 @pytest.mark.parametrize("url", [None, "", " ", "ftp://x/a.jpg", "file:///etc/passwd", "javascript:alert(1)",
@@ -115,10 +221,22 @@ def test_dpi_ok(dpi, expected):
     assert validate_dpi(dpi) == expected
 
 
-@pytest.mark.parametrize("dpi", [0, -5, 10001, 3.5, "3.5", "abc", True, [300], ""])
+@pytest.mark.parametrize("dpi", [0, -5, 10001, 3.5, "3.5", "abc", True, [300], "", float("nan"), float("inf"),
+                                 "9" * 5000, "1" + "0" * 4400, 10**5000, -(10**5000), "١٢٣", " ", "+300", "3_00"],
+                         ids=short_id)
 def test_dpi_bad(dpi):
     with pytest.raises(HitPawValidationError):
         validate_dpi(dpi)
+
+
+def test_dpi_leading_zeros_and_int_subclasses():
+    import enum
+
+    class Dpi(enum.IntEnum):
+        PRINT = 300
+
+    assert validate_dpi("0" * 5000 + "300") == 300
+    assert type(validate_dpi(Dpi.PRINT)) is int
 
 
 @settings(max_examples=300, deadline=None)
