@@ -1,10 +1,17 @@
-"""Remembering a submitted job across tries of one task instance, so that a retry does not pay again.
+"""Remembering a submission across tries of one task instance, so that a retry does not pay again.
 
-Airflow 3.3 gives each task instance a ``task_state_store`` that survives retries. After a submission
-the operator writes the job there; a later try of the same task instance (after a worker crash, a lost
-deferral, a failed download) reads it back and reconnects to the job instead of submitting anew. A job
-that *failed* is forgotten, so the retry submits a new one. Before 3.3 there is no such store: every
-try submits, and this module does nothing.
+Airflow 3.3 gives each task instance a ``task_state_store`` that survives retries and clears. Right
+before the submission's POST the operator writes an *intent* there (the submission's fingerprint and
+the try number, no job id); once HitPaw answers, the job replaces it. A later try of the same task
+instance reads the entry back:
+
+- a job: it reconnects to the job instead of submitting anew (a job that failed for a reason a new
+  job can get past is forgotten, so that the try submits a new one);
+- an intent: the earlier try was stopped (a timeout, a kill, a crash) while its submission may have
+  been in flight, so whether HitPaw created and charged a job is unknown. It is never resubmitted on
+  its own: the task fails without retries until the user asks for a new job.
+
+Before 3.3 there is no such store: every try submits, and this module does nothing.
 
 This follows ``airflow.sdk.ResumableJobMixin`` (3.3+) but is not built on it: the mixin cannot be
 imported on Airflow 3.1, and its flow (submit, poll, result) has no room for deferring, for pushing
@@ -17,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_hitpaw.api import JOB_ID_PATTERN
@@ -38,11 +46,13 @@ class StoredJob:
     :param job_id: HitPaw's job id.
     :param consume_coins: what the submission cost.
     :param fingerprint: :func:`submission_fingerprint` of the submission that created it.
+    :param try_number: the try that submitted it (0 when not known: written by an older version).
     """
 
     job_id: str
     consume_coins: int
     fingerprint: str
+    try_number: int = 0
 
     @classmethod
     def from_stored(cls, value: object) -> StoredJob | None:
@@ -54,7 +64,40 @@ class StoredJob:
             return None
         if not isinstance(coins, int) or isinstance(coins, bool) or not isinstance(fingerprint, str):
             return None
-        return cls(job_id, coins, fingerprint)
+        return cls(job_id, coins, fingerprint, _try_number(value))
+
+
+@dataclass(frozen=True)
+class SubmissionIntent:
+    """A submission that was about to be sent, and whose reply was never recorded.
+
+    :param fingerprint: :func:`submission_fingerprint` of the submission.
+    :param try_number: the try that sent it.
+    :param started_at: when it was about to be sent (ISO 8601, UTC).
+    """
+
+    fingerprint: str
+    try_number: int
+    started_at: str
+
+    @classmethod
+    def from_stored(cls, value: object) -> SubmissionIntent | None:
+        if not isinstance(value, dict) or value.get("submitting") is not True or "job_id" in value:
+            return None
+        fingerprint, started_at = value.get("fingerprint"), value.get("started_at")
+        if not isinstance(fingerprint, str) or not isinstance(started_at, str):
+            return None
+        return cls(fingerprint, _try_number(value), started_at[:40])
+
+    def to_stored(self) -> dict[str, Any]:
+        return {"submitting": True, **asdict(self)}
+
+
+def _try_number(value: dict[str, Any]) -> int:
+    number = value.get("try_number")
+    if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
+        return number
+    return 0
 
 
 class JobMemory:
@@ -71,12 +114,21 @@ class JobMemory:
     def available(self) -> bool:
         return self._store is not None
 
-    def load(self) -> StoredJob | None:
+    def load(self) -> StoredJob | SubmissionIntent | None:
+        """The stored job or intent; None when there is none (or it is malformed)."""
         if self._store is None:
             return None
-        return StoredJob.from_stored(self._store.get(STATE_KEY))
+        value = self._store.get(STATE_KEY)
+        return StoredJob.from_stored(value) or SubmissionIntent.from_stored(value)
+
+    def record_intent(self, fingerprint: str, try_number: int) -> None:
+        """Write, before the POST, that a submission is about to be sent (it replaces a stored job)."""
+        if self._store is not None:
+            started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self._store.set(STATE_KEY, SubmissionIntent(fingerprint, try_number, started_at).to_stored())
 
     def save(self, job: StoredJob) -> None:
+        """Write the submitted job (it replaces the intent)."""
         if self._store is not None:
             self._store.set(STATE_KEY, asdict(job))
 
@@ -86,6 +138,6 @@ class JobMemory:
             return
         if job_id is not None:
             stored = self.load()
-            if stored is not None and stored.job_id != job_id:
+            if stored is not None and getattr(stored, "job_id", None) != job_id:
                 return
         self._store.delete(STATE_KEY)

@@ -286,7 +286,7 @@ def test_sandbox_forgetting_jobs_mid_wait_fails_the_operator_with_task_not_found
     sandbox.configure(job_seconds=30)
     set_hitpaw_connection(monkeypatch, "hitpaw_crash", sandbox.base_url, "test-key")
     op = EnhancePhotoOperator(task_id="enhance", img_url=sandbox.url("/samples/portrait.jpg"), model_name="face_2x",
-                              hitpaw_conn_id="hitpaw_crash", deferrable=deferrable, poll_interval=0.1, timeout=60)
+                              hitpaw_conn_id="hitpaw_crash", deferrable=deferrable, poll_interval=1, timeout=60)
     context = make_context()
     forget = threading.Timer(1.0, sandbox.forget_jobs)
     forget.start()

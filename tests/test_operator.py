@@ -6,10 +6,19 @@ import json
 import logging
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from conftest import SANDBOX_API_KEY, set_hitpaw_connection
-from operator_support import FakeTaskStateStore, make_context
+from operator_support import (
+    FakeTaskInstance,
+    FakeTaskStateStore,
+    RefusingTaskStateStore,
+    load_dag,
+    make_context,
+    task_instances,
+    xcom_value,
+)
 from scripted_server import Step, ok, status_step
 
 from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
@@ -23,15 +32,17 @@ from airflow_provider_hitpaw.errors import (
     HitPawValidationError,
     HitPawWaitTimeoutError,
 )
+from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
 from airflow_provider_hitpaw.lineage import dataset_identity
 from airflow_provider_hitpaw.operators.hitpaw import (
     DEFERRAL_GRACE_SECONDS,
     EnhancePhotoOperator,
+    HitPawJobFailedFailure,
     HitPawSubmitOutcomeUnknownFailure,
 )
-from airflow_provider_hitpaw.resume import STATE_KEY, StoredJob, submission_fingerprint
+from airflow_provider_hitpaw.resume import STATE_KEY, StoredJob, SubmissionIntent, submission_fingerprint
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
-from airflow_provider_hitpaw.version_compat import AirflowFailException
+from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException
 
 try:
     from airflow.sdk.exceptions import TaskDeferred
@@ -83,7 +94,12 @@ def sample(sandbox) -> str:
         ({"dpi": "lots"}, "whole number"),
         ({"exif": "yes"}, "True or False"),
         ({"poll_interval": 0}, "positive"),
+        ({"poll_interval": 0.001}, "at least 1 s"),
+        ({"poll_interval": 0.5}, "at least 1 s"),
         ({"timeout": -1}, "positive"),
+        ({"timeout": 1e14}, "at most 2592000 s"),
+        ({"timeout": 30 * 24 * 3600 + 1}, "at most 2592000 s"),
+        ({"new_job": "perhaps"}, "true or false"),
     ],
 )
 def test_bad_literal_values_fail_at_parse_time(scripted, canary_conn, kwargs, fragment):
@@ -176,13 +192,13 @@ def test_unknown_submit_outcome_fails_without_retries(scripted, canary_conn):
         operator(hitpaw_conn_id=canary_conn).execute(make_context(store=FakeTaskStateStore()))
     assert isinstance(failed.value, HitPawSubmitOutcomeUnknownError)
     assert isinstance(failed.value, AirflowFailException)  # Airflow does not retry it
-    assert "usage" in str(failed.value) and "clear it" in str(failed.value)
+    assert "usage" in str(failed.value) and "new_job=True" in str(failed.value)
     assert CANARY_KEY not in str(failed.value)
     assert scripted.count(PHOTO_ENHANCER_PATH) == 1
 
 
 def test_sync_wait_against_the_sandbox_copies_the_result(sandbox, sandbox_conn, tmp_path):
-    op = operator(img_url=sample(sandbox), hitpaw_conn_id=sandbox_conn, poll_interval=0.1,
+    op = operator(img_url=sample(sandbox), hitpaw_conn_id=sandbox_conn, poll_interval=1,
                   output_path=f"{tmp_path}/out/")
     context = make_context(store=FakeTaskStateStore())
     result = op.execute(context)
@@ -199,7 +215,7 @@ def test_sync_wait_on_a_failed_job_raises_and_forgets_it(sandbox, sandbox_conn):
     sandbox.set_faults(fail_job=1.0)
     store = FakeTaskStateStore()
     with pytest.raises(HitPawJobFailedError, match="ERROR"):
-        operator(img_url=sample(sandbox), hitpaw_conn_id=sandbox_conn, poll_interval=0.1).execute(
+        operator(img_url=sample(sandbox), hitpaw_conn_id=sandbox_conn, poll_interval=1).execute(
             make_context(store=store)
         )
     assert STATE_KEY not in store.values  # a retry submits anew
@@ -238,9 +254,13 @@ def test_retry_after_the_job_completed_only_finishes(scripted, canary_conn):
     "status_reply",
     [
         status_step("ERROR", job_id="job-1"),
+        status_step("ERROR_INTERRUPTION", job_id="job-1"),
+        status_step("TIMEOUT", job_id="job-1"),
         Step(200, {"error_code": 110400002, "message": "The task does not exist"}),
+        # HitPaw's "The task failed, please try again", answered to the status request itself.
+        Step(200, {"error_code": 110400003, "message": "The task failed, please try again"}),
     ],
-    ids=["failed", "forgotten"],
+    ids=["failed", "interrupted", "timed-out", "forgotten", "task-failed-code"],
 )
 def test_retry_after_a_failed_or_forgotten_job_submits_anew(scripted, canary_conn, status_reply):
     scripted.script(TASK_STATUS_PATH, status_reply)
@@ -293,6 +313,8 @@ def test_execute_complete_success():
     ("event", "error"),
     [
         ({"status": "error", "job_id": "job-1", "hitpaw_status": "NSFW", "message": "ended in NSFW"},
+         HitPawJobFailedFailure),
+        ({"status": "error", "job_id": "job-1", "hitpaw_status": "ERROR", "message": "ended in ERROR"},
          HitPawJobFailedError),
         ({"status": "error", "job_id": "job-1", "error_class": "HitPawAuthError", "message": "bad key",
           "error_code": 110400000, "http_status": 200}, HitPawAuthError),
@@ -309,7 +331,7 @@ def test_execute_complete_success():
         (None, HitPawResponseError),
         ("success", HitPawResponseError),
     ],
-    ids=["job-failed", "auth", "server", "non-hitpaw-class", "dotted-name", "timeout", "unknown-status",
+    ids=["job-failed-final", "job-failed", "auth", "server", "non-hitpaw-class", "dotted-name", "timeout", "unknown-status",
          "no-status", "no-res-url", "other-job", "none", "not-a-dict"],
 )
 def test_execute_complete_raises_the_typed_error(event, error):
@@ -336,7 +358,7 @@ def test_deferred_round_trip_against_the_sandbox(sandbox, sandbox_conn, tmp_path
 
     from airflow_provider_hitpaw.hooks.session import close_shared_session
 
-    op = operator(img_url=sample(sandbox), hitpaw_conn_id=sandbox_conn, deferrable=True, poll_interval=0.1,
+    op = operator(img_url=sample(sandbox), hitpaw_conn_id=sandbox_conn, deferrable=True, poll_interval=1,
                   output_path=str(tmp_path / "result.jpg"))
     context = make_context(store=FakeTaskStateStore())
     with pytest.raises(TaskDeferred) as deferred:
@@ -406,3 +428,275 @@ def test_result_link_reads_the_res_url_xcom(monkeypatch):
     assert seen["key"] == "res_url"
     monkeypatch.setattr(XCom, "get_value", staticmethod(lambda **_: "javascript:alert(1)"))
     assert link.get_link(operator(), ti_key=object()) == ""
+
+
+# --- what a retry, a clear, a timeout and a failed job may cost -------------------------------------------
+
+
+class Interrupted(BaseException):
+    """Stands for AirflowTaskTimeout, AirflowTaskTerminated, KeyboardInterrupt: not an Exception."""
+
+
+def test_an_interruption_during_the_submission_fails_without_retries_and_is_remembered(
+    scripted, canary_conn, monkeypatch
+):
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted("execution_timeout")
+
+    monkeypatch.setattr(HitPawHook, "enhance_photo", interrupted)
+    op = operator(hitpaw_conn_id=canary_conn)
+    store = FakeTaskStateStore()
+    with pytest.raises(HitPawSubmitOutcomeUnknownFailure, match="interrupted") as failed:
+        op.execute(make_context(store=store))
+    assert isinstance(failed.value, AirflowFailException)  # Airflow does not retry it
+    assert isinstance(failed.value.__cause__, Interrupted)
+    intent = SubmissionIntent.from_stored(store.values[STATE_KEY])
+    assert intent is not None and intent.try_number == 1
+
+
+def test_without_a_store_an_interruption_during_the_submission_still_fails_without_retries(
+    canary_conn, monkeypatch
+):
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
+
+    monkeypatch.setattr(HitPawHook, "enhance_photo", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(HitPawSubmitOutcomeUnknownFailure, match="KeyboardInterrupt"):
+        operator(hitpaw_conn_id=canary_conn).execute(make_context())
+
+
+def _intent(op: EnhancePhotoOperator, try_number: int = 1) -> FakeTaskStateStore:
+    store = FakeTaskStateStore()
+    fingerprint = submission_fingerprint(op._submission_payload())
+    store.set(STATE_KEY, SubmissionIntent(fingerprint, try_number, "2026-01-01T00:00:00+00:00").to_stored())
+    return store
+
+
+def test_a_later_try_that_finds_an_unanswered_submission_fails_without_a_request(scripted, canary_conn):
+    op = operator(hitpaw_conn_id=canary_conn, retries=3)
+    store = _intent(op, try_number=1)
+    with pytest.raises(HitPawSubmitOutcomeUnknownFailure) as failed:
+        op.execute(make_context(store=store, ti=FakeTaskInstance(try_number=2, max_tries=3)))
+    message = str(failed.value)
+    assert "try 1" in message and "usage" in message and "hitpaw_new_job" in message
+    assert "state-store/hitpaw_job" in message
+    assert scripted.requests == []  # neither a status request nor a submission
+    assert STATE_KEY in store.values  # a plain clear fails the same way
+
+
+def test_a_refused_submission_forgets_the_intent_so_a_retry_may_submit(scripted, canary_conn):
+    scripted.script(PHOTO_ENHANCER_PATH, Step(200, {"error_code": 110402000, "message": "The coins are not enough"}))
+    store = FakeTaskStateStore()
+    with pytest.raises(HitPawError, match="coins"):
+        operator(hitpaw_conn_id=canary_conn).execute(make_context(store=store))
+    assert STATE_KEY not in store.values
+
+
+@pytest.mark.parametrize("allowed_writes", [0, 1], ids=["intent-refused-too", "job-refused"])
+def test_a_store_that_refuses_the_job_does_not_fail_the_paid_task(sandbox, sandbox_conn, capfd, allowed_writes):
+    store = RefusingTaskStateStore(allowed_writes=allowed_writes)
+    context = make_context(store=store)
+    result = operator(img_url=sample(sandbox), hitpaw_conn_id=sandbox_conn, poll_interval=1).execute(context)
+    assert result["status"] == "COMPLETED"
+    assert context["ti"].xcoms["job_id"] == result["job_id"]  # the id is where a user can find it
+    out, err = capfd.readouterr()
+    assert "a retry could not reconnect" in out + err
+    assert ("rather than pay again" in out + err) is (allowed_writes == 1)  # the intent was kept
+    assert len(sandbox.stats()["submissions"]) == 1
+
+
+# --- failures a retry would buy again ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["NSFW", "REJECT", "CANCEL"])
+def test_a_final_failure_ends_the_task_without_retries_and_is_kept(sandbox, sandbox_conn, state):
+    sandbox.set_faults(fail_job=1.0, fail_job_status=state)
+    store = FakeTaskStateStore()
+    with pytest.raises(HitPawJobFailedFailure, match=state) as failed:
+        operator(img_url=sample(sandbox), hitpaw_conn_id=sandbox_conn, poll_interval=1).execute(
+            make_context(store=store)
+        )
+    assert isinstance(failed.value, HitPawJobFailedError) and isinstance(failed.value, AirflowFailException)
+    assert failed.value.job_status == state and "new_job=True" in str(failed.value)
+    assert STATE_KEY in store.values  # a plain clear reports the failure again, without paying
+
+
+def test_a_clear_after_a_final_failure_reports_it_again_without_paying(scripted, canary_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("NSFW", job_id="job-1"))
+    op = operator(hitpaw_conn_id=canary_conn)
+    store = _stored(op, "job-1")
+    store.values[STATE_KEY]["try_number"] = 1
+    with pytest.raises(HitPawJobFailedFailure, match="NSFW"):
+        op.execute(make_context(store=store, ti=FakeTaskInstance(try_number=2, max_tries=1)))
+    assert scripted.count(PHOTO_ENHANCER_PATH) == 0
+
+
+def test_a_deferred_final_failure_is_kept_and_a_transient_one_forgotten():
+    op = operator()
+    store = _stored(op, "job-1")
+    with pytest.raises(HitPawJobFailedFailure):
+        op.execute_complete(make_context(store=store), {"status": "error", "job_id": "job-1",
+                                                        "hitpaw_status": "REJECT"}, job_id="job-1")
+    assert STATE_KEY in store.values
+    with pytest.raises(HitPawJobFailedError) as failed:
+        op.execute_complete(make_context(store=store), {"status": "error", "job_id": "job-1",
+                                                        "hitpaw_status": "ERROR_INTERRUPTION"}, job_id="job-1")
+    assert not isinstance(failed.value, AirflowFailException)  # the user's retries apply
+    assert STATE_KEY not in store.values
+
+
+# --- clearing the task: reconnect, or ask for a new job ----------------------------------------------------
+
+
+def _stored_at_try(op: EnhancePhotoOperator, job_id: str, try_number: int) -> FakeTaskStateStore:
+    store = _stored(op, job_id)
+    store.values[STATE_KEY]["try_number"] = try_number
+    return store
+
+
+def test_a_plain_clear_of_a_successful_task_reuses_its_job(scripted, canary_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("COMPLETED", job_id="job-1", res_url="https://r.example/o.jpg"))
+    op = operator(hitpaw_conn_id=canary_conn, retries=2)
+    store = _stored_at_try(op, "job-1", 1)
+    # Cleared after try 1: Airflow sets max_tries to 1 + retries, the next try is 2.
+    result = op.execute(make_context(store=store, ti=FakeTaskInstance(try_number=2, max_tries=3)))
+    assert result["job_id"] == "job-1"
+    assert scripted.count(PHOTO_ENHANCER_PATH) == 0
+
+
+@pytest.mark.parametrize("how", ["parameter", "template", "run-conf"])
+def test_a_clear_with_new_job_submits_a_new_job(scripted, canary_conn, how):
+    scripted.script(PHOTO_ENHANCER_PATH, ok({"job_id": "job-2", "consume_coins": 10}))
+    kwargs = {"parameter": {"new_job": True},
+              "template": {"new_job": "{{ dag_run.conf.get('hitpaw_new_job') }}"},
+              "run-conf": {}}[how]
+    op = operator(hitpaw_conn_id=canary_conn, wait_for_completion=False, retries=2, **kwargs)
+    store = _stored_at_try(op, "job-1", 1)
+    dag_run = SimpleNamespace(conf={"hitpaw_new_job": True} if how != "parameter" else {})
+    context = make_context(store=store, ti=FakeTaskInstance(try_number=2, max_tries=3), dag_run=dag_run)
+    op.render_template_fields(context)
+    assert op.execute(context)["job_id"] == "job-2"
+    assert scripted.count(TASK_STATUS_PATH) == 0 and scripted.count(PHOTO_ENHANCER_PATH) == 1
+    assert store.values[STATE_KEY]["job_id"] == "job-2" and store.values[STATE_KEY]["try_number"] == 2
+
+
+def test_new_job_does_not_make_the_retries_of_the_clear_pay_again(scripted, canary_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("CONVERTING", job_id="job-2"))
+    op = operator(hitpaw_conn_id=canary_conn, wait_for_completion=False, retries=2, new_job=True)
+    store = _stored_at_try(op, "job-2", 2)  # submitted by try 2, the first try after the clear
+    op.execute(make_context(store=store, ti=FakeTaskInstance(try_number=3, max_tries=3)))  # its retry
+    assert scripted.count(PHOTO_ENHANCER_PATH) == 0
+
+
+def test_a_clear_with_new_job_submits_after_an_unknown_outcome(scripted, canary_conn):
+    scripted.script(PHOTO_ENHANCER_PATH, ok({"job_id": "job-2", "consume_coins": 10}))
+    op = operator(hitpaw_conn_id=canary_conn, wait_for_completion=False, retries=0, new_job="true")
+    store = _intent(op, try_number=1)
+    assert op.execute(make_context(store=store, ti=FakeTaskInstance(try_number=2, max_tries=1)))["job_id"] == "job-2"
+
+
+def test_a_wait_timeout_names_the_way_to_a_new_job():
+    with pytest.raises(HitPawWaitTimeoutError, match="new_job=True") as failed:
+        operator().execute_complete(make_context(), {"status": "timeout", "job_id": "job-1"}, job_id="job-1")
+    assert "reconnects to the same job" in str(failed.value)
+
+
+# --- poll floor and timeout cap -----------------------------------------------------------------------------
+
+
+def test_checks_that_can_fail_run_before_the_submission(scripted, canary_conn):
+    op = operator(hitpaw_conn_id=canary_conn, deferrable=True)
+    op.timeout = 1e14  # e.g. set after parsing: would overflow defer()'s timedelta after paying
+    with pytest.raises(HitPawValidationError, match="at most"):
+        op.execute(make_context(store=FakeTaskStateStore()))
+    assert scripted.requests == []
+
+
+def test_a_poll_interval_below_the_floor_at_run_time_is_raised_to_it(scripted, canary_conn):
+    scripted.script(PHOTO_ENHANCER_PATH, ok({"job_id": "job-42", "consume_coins": 10}))
+    op = operator(hitpaw_conn_id=canary_conn, deferrable=True)
+    op.poll_interval = 0.001
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(make_context())
+    assert deferred.value.trigger.poll_interval == MIN_POLL_INTERVAL_SECONDS
+
+
+def test_the_hook_wait_raises_a_poll_interval_to_the_floor(monkeypatch, scripted, canary_conn):
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
+
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    scripted.script(TASK_STATUS_PATH, status_step("CONVERTING"), status_step("COMPLETED", res_url="https://r.example/o.jpg"))
+    HitPawHook(canary_conn).wait_for_completion("job-1", poll_interval=0.001, timeout=60)
+    assert slept and min(slept) >= MIN_POLL_INTERVAL_SECONDS - 1e-9
+
+
+# --- dag.test(): real retries against the sandbox's ledger ---------------------------------------------------
+
+MONEY_DAGS = "hitpaw_money_safety.py"
+
+
+@pytest.fixture
+def hitpaw_default(monkeypatch, sandbox):
+    set_hitpaw_connection(monkeypatch, "hitpaw_default", sandbox.base_url, SANDBOX_API_KEY)
+    return sandbox
+
+
+@pytest.mark.dagtest
+def test_execution_timeout_during_a_slow_submission_pays_once(airflow_db, hitpaw_default):
+    """execution_timeout (2 s) fires while the sandbox sits on the submission's reply (6 s); retries=2."""
+    hitpaw_default.set_faults(slow=1.0, slow_seconds=6, fault_endpoints=["submit"])
+    dag = load_dag(airflow_db, MONEY_DAGS, "hitpaw_timeout_during_submit")
+    started = time.monotonic()
+    run = dag.test()
+    assert str(run.state) == "failed"
+    state, try_number = task_instances(run)["enhance_photo"]
+    assert state == "failed" and try_number == 1  # no retry
+    assert len(hitpaw_default.stats()["submissions"]) == 1  # one submission, one charge
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.dagtest
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_an_nsfw_job_is_bought_once_whatever_retries_says(airflow_db, hitpaw_default, mode):
+    hitpaw_default.set_faults(fail_job=1.0, fail_job_status="NSFW")
+    run = load_dag(airflow_db, MONEY_DAGS, f"hitpaw_final_failure_{mode}").test()
+    assert str(run.state) == "failed"
+    state, try_number = task_instances(run)["enhance_photo"]
+    assert state == "failed" and try_number == 1  # retries=2, but no retry
+    assert len(hitpaw_default.stats()["submissions"]) == 1
+
+
+@pytest.mark.dagtest
+def test_an_error_job_keeps_the_users_retries(airflow_db, hitpaw_default):
+    hitpaw_default.set_faults(fail_job=1.0)  # ERROR: HitPaw's own accident, a new job may get through
+    run = load_dag(airflow_db, MONEY_DAGS, "hitpaw_final_failure_sync").test()
+    state, try_number = task_instances(run)["enhance_photo"]
+    assert state == "failed" and try_number == 3
+    assert len(hitpaw_default.stats()["submissions"]) == 3
+
+
+@pytest.fixture
+def refusing_state_backend(monkeypatch):
+    from airflow.sdk.execution_time import context as context_module
+
+    monkeypatch.setenv("AIRFLOW__WORKERS__STATE_STORE_BACKEND", "operator_support.RefusingStateBackend")
+    context_module._get_worker_state_store_backend.cache_clear()  # it is cached per process
+    yield
+    monkeypatch.delenv("AIRFLOW__WORKERS__STATE_STORE_BACKEND")
+    context_module._get_worker_state_store_backend.cache_clear()
+
+
+@pytest.mark.dagtest
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="task_state_store (and its backends) need Airflow 3.3+")
+def test_a_state_store_that_refuses_writes_does_not_fail_the_paid_task(
+    airflow_db, hitpaw_default, refusing_state_backend, capfd
+):
+    run = load_dag(airflow_db, MONEY_DAGS, "hitpaw_store_refuses_writes").test()
+    assert str(run.state) == "success", task_instances(run)
+    assert task_instances(run)["enhance_photo"] == ("success", 1)
+    (submitted,) = hitpaw_default.stats()["submissions"]
+    assert xcom_value(run, "enhance_photo", "job_id") == submitted["job_id"]
+    out, err = capfd.readouterr()
+    assert "a retry could not reconnect" in out + err

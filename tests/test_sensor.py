@@ -11,7 +11,8 @@ from operator_support import make_context
 from scripted_server import Step, status_step
 
 from airflow_provider_hitpaw.api import TASK_STATUS_PATH
-from airflow_provider_hitpaw.errors import HitPawAuthError, HitPawJobFailedError
+from airflow_provider_hitpaw.errors import HitPawAuthError, HitPawJobFailedError, HitPawValidationError
+from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS, HitPawJobFailedFailure
 from airflow_provider_hitpaw.sensors.hitpaw import (
     DEFERRAL_GRACE_SECONDS,
     NO_TRIGGER_DEADLINE,
@@ -20,6 +21,7 @@ from airflow_provider_hitpaw.sensors.hitpaw import (
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
 from airflow_provider_hitpaw.version_compat import (
     AIRFLOW_V_3_3_PLUS,
+    AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
 )
@@ -52,7 +54,7 @@ def test_poke_is_false_while_running_then_returns_the_status(scripted, scripted_
 
 def test_poke_mode_execute_returns_the_final_status(scripted, scripted_conn):
     scripted.script(TASK_STATUS_PATH, status_step("PENDING"), status_step("COMPLETED", res_url=RESULT))
-    result = sensor(scripted_conn, poke_interval=0.05, timeout=10).execute(make_context())
+    result = sensor(scripted_conn, poke_interval=1, timeout=10).execute(make_context())
     assert result["res_url"] == RESULT
 
 
@@ -65,7 +67,7 @@ def test_poke_raises_on_a_failed_job(scripted, scripted_conn):
 def test_poke_skips_a_failed_job_with_soft_fail(scripted, scripted_conn):
     scripted.script(TASK_STATUS_PATH, status_step("NSFW"))
     with pytest.raises(AirflowSkipException, match="NSFW"):
-        sensor(scripted_conn, soft_fail=True, poke_interval=0.05).execute(make_context())
+        sensor(scripted_conn, soft_fail=True, poke_interval=1).execute(make_context())
 
 
 def test_deferrable_defers_with_a_deadline_from_the_timeout(scripted, scripted_conn):
@@ -163,3 +165,80 @@ def test_start_from_trigger_refuses_an_xcom_pull_the_triggerer_cannot_render():
         indexed = sensor(job_id="{{ ti.xcom_pull(task_ids='submit', key='job_id', map_indexes=-1) }}",
                          deferrable=True, start_from_trigger=True)
     assert indexed.start_from_trigger
+
+
+# --- a failed job is final, whatever silent_fail says --------------------------------------------------------
+
+FAILED_JOB = [status_step("NSFW"), status_step("ERROR"),
+              Step(200, {"error_code": 110400003, "message": "The task failed, please try again"})]
+
+
+@pytest.mark.parametrize("reply", FAILED_JOB, ids=["nsfw", "error", "task-failed-code"])
+@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
+def test_silent_fail_does_not_keep_polling_a_failed_job(scripted, scripted_conn, mode, reply):
+    scripted.script(TASK_STATUS_PATH, reply)
+    kwargs = {"deferrable": True} if mode == "deferrable" else {"mode": mode}
+    waiting = sensor(scripted_conn, silent_fail=True, poke_interval=1, timeout=30, **kwargs)
+    started = time.monotonic()
+    with pytest.raises(HitPawJobFailedFailure) as failed:
+        waiting.execute(make_context())
+    assert isinstance(failed.value, HitPawJobFailedError)
+    assert isinstance(failed.value, AirflowFailException)  # no Airflow retries either
+    assert scripted.count(TASK_STATUS_PATH) == 1 and time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
+def test_a_failed_job_skips_with_soft_fail_in_every_mode(scripted, scripted_conn, mode):
+    scripted.script(TASK_STATUS_PATH, status_step("REJECT"))
+    kwargs = {"deferrable": True} if mode == "deferrable" else {"mode": mode}
+    with pytest.raises(AirflowSkipException, match="REJECT"):
+        sensor(scripted_conn, soft_fail=True, silent_fail=True, poke_interval=1, **kwargs).execute(make_context())
+    assert scripted.count(TASK_STATUS_PATH) == 1
+
+
+@pytest.mark.parametrize("state", ["ERROR", "NSFW"])
+def test_a_deferred_failed_job_is_final(state):
+    event = {"status": "error", "job_id": "job-1", "hitpaw_status": state}
+    with pytest.raises(HitPawJobFailedFailure, match=state):
+        sensor(silent_fail=True).resume_execution("execute_complete", {"event": event}, make_context())
+
+
+def test_other_poke_errors_are_still_swallowed_by_silent_fail(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, Step(200, {"error_code": 110400000, "message": "api_key is not valid"}),
+                    status_step("COMPLETED", res_url=RESULT))
+    assert sensor(scripted_conn, silent_fail=True, poke_interval=1, timeout=30).execute(make_context())["res_url"] == RESULT
+
+
+# --- poke_interval floor and timeout cap ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs", [{"poke_interval": 0}, {"poke_interval": 0.5},
+                                    {"poke_interval": 0, "deferrable": True},
+                                    {"poke_interval": 0.2, "mode": "reschedule"}])
+def test_a_poke_interval_below_the_floor_is_refused_at_parse_time(kwargs):
+    with pytest.raises(HitPawValidationError, match="at least 1 s"):
+        sensor(**kwargs)
+
+
+@pytest.mark.parametrize("timeout", [1e14, 30 * 24 * 3600 + 1])
+def test_a_timeout_past_the_cap_is_refused_at_parse_time(timeout):
+    with pytest.raises(HitPawValidationError, match="at most 2592000 s"):
+        sensor(deferrable=True, timeout=timeout)
+
+
+def test_a_huge_default_timeout_from_the_config_is_lowered_to_the_cap(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__SENSORS__DEFAULT_TIMEOUT", str(400 * 24 * 3600))
+    assert sensor(deferrable=True).timeout == 30 * 24 * 3600
+
+
+def test_values_set_after_parsing_are_checked_before_any_request(scripted, scripted_conn):
+    scripted.script(TASK_STATUS_PATH, status_step("CONVERTING"))
+    waiting = sensor(scripted_conn, deferrable=True, timeout=600)
+    waiting.poke_interval = 0  # raised to the floor
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting.execute(make_context())
+    assert deferred.value.trigger.poll_interval == MIN_POLL_INTERVAL_SECONDS
+    waiting.timeout = 1e14  # refused: defer() would overflow
+    with pytest.raises(HitPawValidationError):
+        waiting.execute(make_context())
+    assert scripted.count(TASK_STATUS_PATH) == 1

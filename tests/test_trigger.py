@@ -10,7 +10,9 @@ from conftest import SANDBOX_API_KEY, set_hitpaw_connection
 from scripted_server import Step, status_step
 
 from airflow_provider_hitpaw.api import TASK_STATUS_PATH
+from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
 from airflow_provider_hitpaw.hooks.session import close_shared_session, get_shared_session
+from airflow_provider_hitpaw.triggers import hitpaw as trigger_module
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
 
 FAILURE_STATES = ["ERROR", "ERROR_INTERRUPTION", "TIMEOUT", "CANCEL", "REJECT", "NSFW"]
@@ -21,6 +23,14 @@ RESULT = "https://results.example/job-1/out.jpg"
 async def _close_session():
     yield
     await close_shared_session()
+
+
+@pytest.fixture(autouse=True)
+def _fast_floor(request, monkeypatch):
+    """Most tests here are about events and error counting, not pacing: they poll at 10 ms. The tests
+    named ``*_floor*`` keep the real floor of MIN_POLL_INTERVAL_SECONDS."""
+    if "floor" not in request.node.name:
+        monkeypatch.setattr(trigger_module, "MIN_POLL_INTERVAL_SECONDS", 0.001)
 
 
 def make_trigger(conn_id: str, *, deadline_in: float = 30, poll: float = 0.01, errors: int = 5,
@@ -160,3 +170,22 @@ async def test_against_the_sandbox(sandbox, monkeypatch):
     event = await only_event(make_trigger("hitpaw_sandbox", job_id=job.job_id, poll=0.1))
     assert event["status"] == "success"
     assert event["res_url"].startswith(sandbox.base_url)
+
+
+async def test_a_zero_poll_interval_is_raised_to_the_floor(sandbox, monkeypatch):
+    """A deferrable sensor with poke_interval=0 once sent 5,235 status requests for one 3-second job."""
+    set_hitpaw_connection(monkeypatch, "hitpaw_sandbox", sandbox.base_url, SANDBOX_API_KEY)
+    (job_id,) = sandbox.create_jobs(SANDBOX_API_KEY, complete_after_seconds=2.5)
+    _, kwargs = HitPawTaskStatusTrigger(job_id, time.time() + 30, "hitpaw_sandbox", poll_interval=0).serialize()
+    assert kwargs["poll_interval"] == MIN_POLL_INTERVAL_SECONDS
+    event = await only_event(HitPawTaskStatusTrigger(**{**kwargs, "poll_interval": 0}))  # older kwargs
+    assert event["status"] == "success"
+    polls = sandbox.stats()["requests_by_endpoint"]["POST /api/task-status"]
+    assert polls <= 2.5 / MIN_POLL_INTERVAL_SECONDS + 2, polls
+
+
+def test_serialized_poll_intervals_below_the_floor_are_raised_to_it():
+    for value in (0, 0.001, float("nan")):
+        trigger = HitPawTaskStatusTrigger("job-1", time.time() + 60, poll_interval=value)
+        assert trigger.serialize()[1]["poll_interval"] == MIN_POLL_INTERVAL_SECONDS
+    assert HitPawTaskStatusTrigger("job-1", 1.0, poll_interval=7).poll_interval == 7

@@ -14,12 +14,22 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.errors import (
+    HitPawError,
     HitPawJobFailedError,
     HitPawSubmitOutcomeUnknownError,
     HitPawTaskNotFoundError,
     HitPawValidationError,
+    HitPawWaitTimeoutError,
 )
-from airflow_provider_hitpaw.events import DEFERRAL_GRACE_SECONDS, completed_job_from_event
+from airflow_provider_hitpaw.events import (
+    DEFERRAL_GRACE_SECONDS,
+    MAX_WAIT_SECONDS,
+    MIN_POLL_INTERVAL_SECONDS,
+    HitPawJobFailedFailure,
+    completed_job_from_event,
+    is_final_failure,
+    job_failed_error,
+)
 from airflow_provider_hitpaw.lineage import dataset_identity
 from airflow_provider_hitpaw.links.hitpaw import RES_URL_XCOM_KEY, HitPawResultLink
 from airflow_provider_hitpaw.models import (
@@ -33,7 +43,13 @@ from airflow_provider_hitpaw.models import (
     validate_model_name,
     validate_url,
 )
-from airflow_provider_hitpaw.resume import JobMemory, StoredJob, submission_fingerprint
+from airflow_provider_hitpaw.resume import (
+    STATE_KEY,
+    JobMemory,
+    StoredJob,
+    SubmissionIntent,
+    submission_fingerprint,
+)
 from airflow_provider_hitpaw.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
@@ -42,6 +58,19 @@ if TYPE_CHECKING:
     from airflow_provider_hitpaw.api import TaskStatus
     from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 
+__all__ = ["EnhancePhotoOperator", "HitPawJobFailedFailure", "HitPawSubmitOutcomeUnknownFailure"]
+
+#: The run conf key that asks for a new job (like ``new_job=True``) in every task of the run.
+NEW_JOB_CONF_KEY = "hitpaw_new_job"
+_TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+_FALSE_WORDS = frozenset({"", "false", "no", "off", "0", "none", "null"})
+#: How to get a new job where a plain clear reconnects to the remembered one (or refuses to guess).
+NEW_JOB_HINT = (
+    "To pay for a new job instead, clear the task with new_job=True on the operator (it is templated, "
+    f"e.g. \"{{{{ dag_run.conf.get('{NEW_JOB_CONF_KEY}') }}}}\") or in a run triggered with conf "
+    f"{{\"{NEW_JOB_CONF_KEY}\": true}}, or delete this task instance's task state key '{STATE_KEY}' "
+    f"(REST API: DELETE .../taskInstances/<task_id>/state-store/{STATE_KEY}) and then clear it."
+)
 
 
 class HitPawSubmitOutcomeUnknownFailure(HitPawSubmitOutcomeUnknownError, AirflowFailException):
@@ -49,8 +78,61 @@ class HitPawSubmitOutcomeUnknownFailure(HitPawSubmitOutcomeUnknownError, Airflow
 
     It is still a :class:`HitPawSubmitOutcomeUnknownError`. A retry would submit again and, if the
     first submission did create a job, pay twice: HitPaw has no idempotency key and no way to list
-    jobs. Check the account's usage, then clear the task to submit again.
+    jobs. Raised when the reply was lost, when the try was interrupted (``execution_timeout``, a kill
+    signal) while the submission may have been in flight, and by every later try of the same task
+    instance that finds such a submission in ``task_state_store`` (Airflow 3.3+), a plain clear
+    included. Check the account's usage, then ask for a new job (see ``new_job``).
     """
+
+
+def parse_flag(value: object, name: str) -> bool:
+    """A yes/no setting given as a bool or as rendered text ("true", "false", "None", "")."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    raise HitPawValidationError(f"{name} must be true or false, got {str(value)[:50]!r}")
+
+
+def check_poll_interval(value: object, name: str) -> float:
+    """A literal poll interval: a number of seconds, at least :data:`MIN_POLL_INTERVAL_SECONDS`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise HitPawValidationError(f"{name} must be a positive number of seconds, got {value!r}")
+    if value < MIN_POLL_INTERVAL_SECONDS:
+        raise HitPawValidationError(
+            f"{name} must be at least {MIN_POLL_INTERVAL_SECONDS:g} s, got {value!r}: HitPaw advises "
+            "polling every 2 to 5 s for photos, and each poll is a request against its rate limit"
+        )
+    return float(value)
+
+
+def check_wait_timeout(value: object, name: str = "timeout") -> float:
+    """A wait's timeout: a positive number of seconds, at most :data:`MAX_WAIT_SECONDS` (30 days)."""
+    # Not NaN or infinity: a NaN timeout made the wait endless, an infinite one broke defer().
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise HitPawValidationError(f"{name} must be a positive number of seconds, got {value!r}")
+    if value > MAX_WAIT_SECONDS:
+        raise HitPawValidationError(
+            f"{name} must be at most {MAX_WAIT_SECONDS} s (30 days; HitPaw keeps results 8 days), got {value!r}"
+        )
+    return float(value)
+
+
+def runtime_poll_interval(value: object, name: str, log: Any) -> float:
+    """A poll interval met at run time: refused if not a positive number, raised to the floor if lower."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise HitPawValidationError(f"{name} must be a positive number of seconds, got {value!r}")
+    if value < MIN_POLL_INTERVAL_SECONDS:
+        log.warning("%s %r is below the floor of %g s; polling every %g s", name, value,
+                    MIN_POLL_INTERVAL_SECONDS, MIN_POLL_INTERVAL_SECONDS)
+        return MIN_POLL_INTERVAL_SECONDS
+    return float(value)
 
 
 def is_template(value: object) -> bool:
@@ -90,14 +172,21 @@ class EnhancePhotoOperator(BaseOperator):
     to ``output_path``. Its return value (XCom ``return_value``) is a dict with ``job_id``, ``status``,
     ``res_url``, ``original_url``, ``consume_coins`` and ``output_path``.
 
-    On Airflow 3.3+ the job id is also kept in the task instance's ``task_state_store``: a retry of the
-    task (after a worker crash, a lost deferral, a failed download, a wait that timed out) reconnects to
-    the same job instead of paying again; a retry after the *job* failed submits a new one. Airflow 3.1
-    and 3.2 have no such store, so there every try submits anew.
+    On Airflow 3.3+ the submission is also kept in the task instance's ``task_state_store`` (an intent
+    right before the POST, the job id right after): a retry of the task (after a worker crash, a lost
+    deferral, a failed download, a wait that timed out) and a plain clear reconnect to the same job
+    instead of paying again; after a job failed with ERROR, ERROR_INTERRUPTION or TIMEOUT the next try
+    submits a new one. Airflow 3.1 and 3.2 have no such store, so there every try submits anew.
+
+    Nothing is ever resubmitted on its own when a submission's outcome is unknown: a lost reply, or a
+    try stopped (``execution_timeout``, a kill signal) while the submission was in flight, fails the
+    task without retries (:class:`HitPawSubmitOutcomeUnknownFailure`), and so does every later try
+    that finds such a submission. A job that ends in NSFW, REJECT or CANCEL fails the task without
+    retries too (:class:`~airflow_provider_hitpaw.events.HitPawJobFailedFailure`): a new job would pay
+    for the same refusal. In both cases ``new_job`` asks for a new job.
 
     Literal arguments are checked when the DAG is parsed; templated ones once rendered, before any
-    request. A submission whose outcome is unknown (the reply was lost) fails the task without retries
-    (:class:`HitPawSubmitOutcomeUnknownFailure`), since a retry could pay twice.
+    request.
 
     :param img_url: public http(s) URL of the photo. (templated)
     :param model_name: the HitPaw model, e.g. ``face_2x`` or ``general_4x``. (templated)
@@ -110,16 +199,23 @@ class EnhancePhotoOperator(BaseOperator):
         submission (wait with :class:`~airflow_provider_hitpaw.sensors.hitpaw.TaskStatusSensor`).
     :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
         ``[operators] default_deferrable``.
-    :param poll_interval: seconds between two status requests.
-    :param timeout: seconds the wait may last, counted from the submission (or the reconnection).
+    :param poll_interval: seconds between two status requests, at least 1 (HitPaw advises 2 to 5 s for
+        photos).
+    :param timeout: seconds the wait may last, counted from the submission (or the reconnection); at
+        most 30 days.
     :param output_path: where to copy the result: a local path or an ``ObjectStoragePath`` URL such as
         ``s3://bucket/photos/``; a folder (existing, or ending with ``/``) gets the result's file name.
         (templated)
     :param allow_unknown_model: send a model name this provider does not list.
     :param max_consecutive_errors: transient status errors in a row that end a deferred wait.
+    :param new_job: ask for a new job (which costs coins) where the first try of a clear would
+        otherwise reconnect to the job an earlier run of this task instance submitted, or refuse to
+        guess about a submission whose outcome is unknown. Only the first try after the clear submits:
+        its retries reconnect to the new job. A run triggered with conf ``{"hitpaw_new_job": true}``
+        does the same. Airflow 3.3+ (before it every try submits anyway). (templated)
     """
 
-    template_fields: Sequence[str] = ("img_url", "model_name", "extension", "dpi", "output_path")
+    template_fields: Sequence[str] = ("img_url", "model_name", "extension", "dpi", "output_path", "new_job")
     ui_color = "#d7ecff"
     operator_extra_links = (HitPawResultLink(),)
 
@@ -139,6 +235,7 @@ class EnhancePhotoOperator(BaseOperator):
         output_path: str | None = None,
         allow_unknown_model: bool = False,
         max_consecutive_errors: int = 5,
+        new_job: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -155,6 +252,7 @@ class EnhancePhotoOperator(BaseOperator):
         self.output_path = output_path
         self.allow_unknown_model = allow_unknown_model
         self.max_consecutive_errors = max_consecutive_errors
+        self.new_job = new_job
         self._result: dict[str, Any] | None = None
         self._check_arguments()
 
@@ -163,11 +261,10 @@ class EnhancePhotoOperator(BaseOperator):
     def _check_arguments(self) -> None:
         """Check at parse time every argument already known (no Jinja, no XCom); no connection lookup."""
         validate_exif(self.exif)
-        for name in ("poll_interval", "timeout"):
-            value = getattr(self, name)
-            # Not NaN or infinity: a NaN timeout made the wait endless, an infinite one broke defer().
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise HitPawValidationError(f"{name} must be a positive number of seconds, got {value!r}")
+        check_poll_interval(self.poll_interval, "poll_interval")
+        check_wait_timeout(self.timeout)
+        if not is_template(self.new_job):
+            parse_flag(self.new_job, "new_job")
         if not isinstance(self.max_consecutive_errors, int) or self.max_consecutive_errors < 1:
             raise HitPawValidationError(
                 f"max_consecutive_errors must be a whole number of at least 1, got {self.max_consecutive_errors!r}"
@@ -212,25 +309,35 @@ class EnhancePhotoOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         payload = self._submission_payload()
+        # Every check that can fail runs before the first request, so before anything is paid.
+        poll_interval = runtime_poll_interval(self.poll_interval, "poll_interval", self.log)
+        timeout = check_wait_timeout(self.timeout)
+        new_job = self._new_job_requested(context)
         memory = JobMemory(context)
         fingerprint = submission_fingerprint(payload)
-
-        job, status = self._reconnect(memory, fingerprint)
-        if job is None:
-            job = self._submit(payload, fingerprint)
-            memory.save(job)
-
         ti = context["ti"]
-        ti.xcom_push(key="job_id", value=job.job_id)
-        ti.xcom_push(key="consume_coins", value=job.consume_coins)
-        ti.xcom_push(key=RES_URL_XCOM_KEY, value="")  # the result link stays empty until the end
+
+        job, status = self._reconnect(memory, fingerprint, ti, new_job)
+        submitted_now = job is None
+        intent_kept = False
+        if job is None:
+            job, intent_kept = self._submit(payload, fingerprint, memory, ti)
+        try:
+            # The job id goes to XCom first: if the store cannot keep it, the id is still where a user
+            # (or a TaskStatusSensor) can find it.
+            ti.xcom_push(key="job_id", value=job.job_id)
+            ti.xcom_push(key="consume_coins", value=job.consume_coins)
+            ti.xcom_push(key=RES_URL_XCOM_KEY, value="")  # the result link stays empty until the end
+        finally:
+            if submitted_now:  # even when interrupted here: a retry should find the job, not the intent
+                self._remember(memory, job, intent_kept)
 
         if status is not None and status.is_success:
             return self._finish(context, job.job_id, job.consume_coins, status.to_dict())
         if not self.wait_for_completion:
             return self._summary(job.job_id, job.consume_coins)
 
-        deadline = time.time() + self.timeout
+        deadline = time.time() + timeout
         if self.deferrable:
             from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
 
@@ -239,18 +346,19 @@ class EnhancePhotoOperator(BaseOperator):
                     job_id=job.job_id,
                     deadline=deadline,
                     hitpaw_conn_id=self.hitpaw_conn_id,
-                    poll_interval=self.poll_interval,
+                    poll_interval=poll_interval,
                     max_consecutive_errors=self.max_consecutive_errors,
                 ),
                 method_name="execute_complete",
                 kwargs={"job_id": job.job_id, "consume_coins": job.consume_coins},
-                timeout=timedelta(seconds=self.timeout + DEFERRAL_GRACE_SECONDS),
+                timeout=timedelta(seconds=timeout + DEFERRAL_GRACE_SECONDS),
             )
         try:
-            status = self.hook.wait_for_completion(job.job_id, self.poll_interval, deadline=deadline)
-        except HitPawJobFailedError:
-            memory.forget(job.job_id)
-            raise
+            status = self.hook.wait_for_completion(job.job_id, poll_interval, deadline=deadline)
+        except HitPawJobFailedError as err:
+            raise self._job_failed(memory, job.job_id, err) from None
+        except HitPawWaitTimeoutError as err:
+            raise self._wait_timed_out(err) from None
         return self._finish(context, job.job_id, job.consume_coins, status.to_dict())
 
     def execute_complete(
@@ -263,9 +371,10 @@ class EnhancePhotoOperator(BaseOperator):
         """Resume after the trigger: the result on ``success``, the typed error otherwise."""
         try:
             completed = completed_job_from_event(event, job_id=job_id)
-        except HitPawJobFailedError:
-            JobMemory(context).forget(job_id)
-            raise
+        except HitPawJobFailedError as err:
+            raise self._job_failed(JobMemory(context), job_id or err.job_id, err) from None
+        except HitPawWaitTimeoutError as err:
+            raise self._wait_timed_out(err) from None
         if consume_coins is None:  # resumed without defer()'s kwargs (dag.test() drops them)
             ti = context["ti"]
             consume_coins = ti.xcom_pull(task_ids=ti.task_id, key="consume_coins", map_indexes=ti.map_index)
@@ -277,23 +386,87 @@ class EnhancePhotoOperator(BaseOperator):
         }
         return self._finish(context, completed["job_id"], consume_coins, status)
 
-    def _reconnect(self, memory: JobMemory, fingerprint: str) -> tuple[StoredJob | None, TaskStatus | None]:
-        """The job an earlier try of this task instance submitted, if it is worth reconnecting to."""
+    # --- remembering the job across tries and clears ----------------------------------------------------
+
+    def _new_job_requested(self, context: Context) -> bool:
+        """Whether ``new_job`` (or the run conf's ``hitpaw_new_job``) asks for a new job."""
+        if parse_flag(self.new_job, "new_job"):
+            return True
+        dag_run = context.get("dag_run")
+        run_conf = getattr(dag_run, "conf", None)
+        if isinstance(run_conf, dict) and NEW_JOB_CONF_KEY in run_conf:
+            return parse_flag(run_conf[NEW_JOB_CONF_KEY], f"the run conf's {NEW_JOB_CONF_KEY}")
+        return False
+
+    def _first_try_of_this_clear(self, ti: Any) -> int | None:
+        """The try number that started the current run or clear of the task instance.
+
+        Airflow sets ``max_tries`` to the last try number plus ``retries`` when it clears a task
+        instance (and to ``retries`` for a new run), as ``get_first_reschedule_date`` relies on too.
+        """
+        max_tries = getattr(ti, "max_tries", None)
+        if not isinstance(max_tries, int) or isinstance(max_tries, bool):
+            return None
+        return max_tries - int(self.retries or 0) + 1
+
+    def _reconnect(
+        self, memory: JobMemory, fingerprint: str, ti: Any, new_job: bool
+    ) -> tuple[StoredJob | None, TaskStatus | None]:
+        """The job an earlier try of this task instance submitted, if it is worth reconnecting to.
+
+        :raises HitPawSubmitOutcomeUnknownFailure: an earlier try may have submitted, with no reply kept.
+        :raises HitPawJobFailedFailure: the stored job ended in NSFW, REJECT or CANCEL.
+        """
         stored = memory.load()
         if stored is None:
             return None, None
+        if new_job:
+            first_try = self._first_try_of_this_clear(ti)
+            if first_try is None:
+                self.log.warning("new_job is ignored: this Airflow does not tell which try started the clear")
+            elif stored.try_number < first_try:
+                what = f"HitPaw job {stored.job_id}" if isinstance(stored, StoredJob) else "the submission"
+                self.log.warning(
+                    "new_job is set: forgetting %s of an earlier run of this task instance and submitting "
+                    "a new job (which costs coins again)", what,
+                )
+                memory.forget()
+                return None, None
         if stored.fingerprint != fingerprint:
-            self.log.warning(
-                "An earlier try submitted HitPaw job %s with other arguments; submitting anew", stored.job_id
-            )
+            what = f"HitPaw job {stored.job_id}" if isinstance(stored, StoredJob) else "a submission"
+            self.log.warning("An earlier try sent %s with other arguments; submitting anew", what)
             return None, None
+        if isinstance(stored, SubmissionIntent):
+            raise HitPawSubmitOutcomeUnknownFailure(
+                f"An earlier try of this task (try {stored.try_number}, at {stored.started_at}) was stopped "
+                f"while submitting {self.img_url[:200]} with model {self.model_name}, before HitPaw's reply "
+                "was recorded: HitPaw may or may not have created and charged a job. It is not submitted "
+                "again automatically (HitPaw has no idempotency key and no job listing). Check the "
+                f"account's usage for a job made around that time. {NEW_JOB_HINT}",
+                img_url=self.img_url,
+                model_name=self.model_name,
+            )
         try:
             status = self.hook.get_task_status(stored.job_id)
         except HitPawTaskNotFoundError:
             self.log.warning("HitPaw no longer knows job %s of an earlier try; submitting anew", stored.job_id)
             memory.forget(stored.job_id)
             return None, None
+        except HitPawJobFailedError as err:  # code 110400003: "The task failed, please try again"
+            self.log.warning("HitPaw says job %s of an earlier try failed (%s); submitting anew", stored.job_id, err)
+            memory.forget(stored.job_id)
+            return None, None
         if status.is_failure:
+            if is_final_failure(status.raw_status):
+                raise self._job_failed(
+                    memory,
+                    stored.job_id,
+                    job_failed_error(
+                        f"HitPaw job {stored.job_id} of an earlier try ended in {status.raw_status}",
+                        job_id=stored.job_id,
+                        job_status=status.raw_status,
+                    ),
+                )
             self.log.warning(
                 "HitPaw job %s of an earlier try ended in %s; submitting anew", stored.job_id, status.raw_status
             )
@@ -306,7 +479,23 @@ class EnhancePhotoOperator(BaseOperator):
         )
         return stored, status
 
-    def _submit(self, payload: dict[str, Any], fingerprint: str) -> StoredJob:
+    def _submit(
+        self, payload: dict[str, Any], fingerprint: str, memory: JobMemory, ti: Any
+    ) -> tuple[StoredJob, bool]:
+        """Submit (which costs coins); returns the job and whether an intent was written before the POST."""
+        intent_kept = False
+        try_number = getattr(ti, "try_number", 0)
+        try_number = try_number if isinstance(try_number, int) and not isinstance(try_number, bool) else 0
+        if memory.available:
+            try:
+                memory.record_intent(fingerprint, try_number)
+                intent_kept = True
+            except Exception as err:
+                self.log.warning(
+                    "Could not write to task_state_store (%s: %s); submitting all the same. If this try is "
+                    "stopped before HitPaw answers, the next try cannot tell whether a job was made.",
+                    type(err).__name__, err,
+                )
         try:
             submitted = self.hook.enhance_photo(
                 payload["img_url"],
@@ -318,13 +507,72 @@ class EnhancePhotoOperator(BaseOperator):
             )
         except HitPawSubmitOutcomeUnknownError as err:
             raise HitPawSubmitOutcomeUnknownFailure(
-                f"{err.message} The task fails without Airflow retries, which could pay twice; clear it "
-                "to submit again.",
+                f"{err.message} The task fails without Airflow retries, which could pay twice. {NEW_JOB_HINT}",
                 http_status=err.http_status,
                 img_url=err.img_url,
                 model_name=err.model_name,
             ) from None
-        return StoredJob(submitted.job_id, submitted.consume_coins, fingerprint)
+        except HitPawError:
+            # Refused before any job was made (4xx, 429, no connection): a retry may submit again.
+            self._forget_quietly(memory)
+            raise
+        except BaseException as err:
+            # An execution_timeout (AirflowTaskTimeout), a kill signal or any other interruption while
+            # the request may have been in flight: Airflow would retry most of them, and pay again.
+            raise HitPawSubmitOutcomeUnknownFailure(
+                f"The submission of {self.img_url[:200]} with model {self.model_name} was interrupted "
+                f"({type(err).__name__}: {str(err)[:200] or 'no message'}) before HitPaw's reply arrived: "
+                "HitPaw may or may not have created and charged a job. The task fails without Airflow "
+                "retries, which could pay twice; check the account's usage for a job made around now. "
+                f"{NEW_JOB_HINT}",
+                img_url=self.img_url,
+                model_name=self.model_name,
+            ) from err
+        return StoredJob(submitted.job_id, submitted.consume_coins, fingerprint, try_number), intent_kept
+
+    def _remember(self, memory: JobMemory, job: StoredJob, intent_kept: bool) -> None:
+        """Store the job for later tries; a store that refuses is logged, not fatal (the job is paid for)."""
+        try:
+            memory.save(job)
+        except Exception as err:
+            retry = (
+                "stop with HitPawSubmitOutcomeUnknownFailure rather than pay again"
+                if intent_kept
+                else "submit (and pay for) a new job"
+            )
+            self.log.warning(
+                "Could not keep HitPaw job %s in task_state_store (%s: %s). This try waits for it as usual "
+                "(its id is in the XCom 'job_id'), but a retry could not reconnect to it: it would %s.",
+                job.job_id, type(err).__name__, err, retry,
+            )
+
+    def _forget_quietly(self, memory: JobMemory, job_id: str | None = None) -> None:
+        try:
+            memory.forget(job_id)
+        except Exception as err:
+            self.log.warning("Could not clear task_state_store (%s: %s)", type(err).__name__, err)
+
+    def _job_failed(self, memory: JobMemory, job_id: str | None, err: HitPawJobFailedError) -> HitPawError:
+        """The error to end the task with, once its job failed; forgets the job unless the failure is final."""
+        if isinstance(err, HitPawJobFailedFailure) or is_final_failure(err.job_status):
+            # Kept in the store: a retry or a plain clear reports the same failure without paying.
+            return HitPawJobFailedFailure(
+                f"{err.message}. Not retried: a new job for the same photo would most likely end the same "
+                f"way, and it would be paid for. {NEW_JOB_HINT}",
+                job_id=err.job_id or job_id,
+                job_status=err.job_status,
+                code=err.code,
+                http_status=err.http_status,
+            )
+        self._forget_quietly(memory, job_id)  # ERROR, TIMEOUT...: the next try submits a new job
+        return err
+
+    @staticmethod
+    def _wait_timed_out(err: HitPawWaitTimeoutError) -> HitPawWaitTimeoutError:
+        return HitPawWaitTimeoutError(
+            f"{err.message}. A retry or a plain clear reconnects to the same job. {NEW_JOB_HINT}",
+            job_id=err.job_id,
+        )
 
     def _finish(
         self, context: Context, job_id: str, consume_coins: int | None, status: dict[str, Any]

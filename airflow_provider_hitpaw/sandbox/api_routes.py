@@ -220,7 +220,7 @@ class ApiRoutes:
             result_name=result_name,
         )
         if self.state.faults.roll_fail_job():
-            job.final_status = ERROR
+            job.final_status = self.state.faults.config.fail_job_status
         self.state.jobs.add(job)
         record = SubmissionRecord(job.job_id, owner, url, model_name, coins, time.time())
         self.state.record_submission(record)

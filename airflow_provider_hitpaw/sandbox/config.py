@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -51,6 +52,7 @@ DEFAULT_RESULT_SECONDS = 8 * 86400.0
 #: The longest result lifetime accepted.
 MAX_RESULT_SECONDS = 366 * 86400.0
 
+_STATE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 _PROBABILITIES = ("error_5xx", "rate_429", "drop", "drop_after", "slow", "fail_job")
 
 
@@ -67,7 +69,9 @@ class FaultConfig:
         connection without a reply.
     :param slow: process the request, then wait ``slow_seconds`` before replying.
     :param slow_seconds: the delay of a ``slow`` reply.
-    :param fail_job: the job ends in ERROR (it is charged all the same, like HitPaw does).
+    :param fail_job: the job ends in ``fail_job_status`` (it is charged all the same, like HitPaw does).
+    :param fail_job_status: the state a ``fail_job`` job ends in: ERROR by default, or another
+        upper-case state such as NSFW, REJECT or CANCEL.
     :param rate_limit_rps: requests per second allowed on ``/api/*`` across all keys (a token bucket
         with a burst of ``max(1, rate_limit_rps)``); None for no limit.
     :param fault_endpoints: the endpoints the probabilities apply to, among ``submit``, ``status``
@@ -82,6 +86,7 @@ class FaultConfig:
     slow: float = 0.0
     slow_seconds: float = 35.0
     fail_job: float = 0.0
+    fail_job_status: str = "ERROR"
     rate_limit_rps: float | None = None
     fault_endpoints: frozenset[str] = FAULT_ENDPOINTS
     seed: int | None = None
@@ -92,6 +97,8 @@ class FaultConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"fault {name} must be a probability in [0, 1], got {value!r}")
+        if not isinstance(self.fail_job_status, str) or not _STATE_NAME.match(self.fail_job_status):
+            raise ValueError(f"fail_job_status must be an upper-case state such as NSFW, got {self.fail_job_status!r}")
         if not _is_number(self.slow_seconds) or not 0.0 <= self.slow_seconds <= 3600.0:
             raise ValueError(f"slow_seconds must be in [0, 3600], got {self.slow_seconds!r}")
         if self.rate_limit_rps is not None and (

@@ -98,7 +98,7 @@ class FaultInjector:
         return self._roll(endpoint, AFTER_FAULTS)
 
     def roll_fail_job(self) -> bool:
-        """Whether a new job is to end in ERROR."""
+        """Whether a new job is to end in ``fail_job_status`` (ERROR by default)."""
         return self._hit(Fault.FAIL_JOB)
 
     def _roll(self, endpoint: str, faults: tuple[Fault, ...]) -> Fault | None:

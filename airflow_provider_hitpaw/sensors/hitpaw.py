@@ -7,14 +7,20 @@ import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
-from airflow_provider_hitpaw.errors import HitPawJobFailedError, HitPawWaitTimeoutError
-from airflow_provider_hitpaw.events import DEFERRAL_GRACE_SECONDS, completed_job_from_event
+from airflow_provider_hitpaw.errors import HitPawJobFailedError, HitPawValidationError, HitPawWaitTimeoutError
+from airflow_provider_hitpaw.events import (
+    DEFERRAL_GRACE_SECONDS,
+    MAX_WAIT_SECONDS,
+    MIN_POLL_INTERVAL_SECONDS,
+    HitPawJobFailedFailure,
+    completed_job_from_event,
+)
 from airflow_provider_hitpaw.links.hitpaw import RES_URL_XCOM_KEY, HitPawResultLink
 from airflow_provider_hitpaw.version_compat import (
     AIRFLOW_V_3_3_PLUS,
@@ -39,9 +45,14 @@ class TaskStatusSensor(BaseSensorOperator):
     """Wait until a HitPaw job ends; its XCom is the job's final status, with ``res_url``.
 
     It succeeds on COMPLETED, returning ``{"job_id", "status", "res_url", "original_url"}`` (and pushing
-    ``res_url`` under its own key for the "HitPaw result" link). A job that ended in a failure state
-    raises :class:`~airflow_provider_hitpaw.errors.HitPawJobFailedError`, or skips the task with
-    ``soft_fail=True``. Intermediate and undocumented statuses keep it waiting.
+    ``res_url`` under its own key for the "HitPaw result" link). A job that ended in a failure state is
+    final: it raises :class:`~airflow_provider_hitpaw.events.HitPawJobFailedFailure` (a
+    ``HitPawJobFailedError`` that Airflow does not retry and ``silent_fail`` does not swallow), or skips
+    the task with ``soft_fail=True``, in poke, reschedule and deferrable mode alike. Intermediate and
+    undocumented statuses keep it waiting.
+
+    ``poke_interval`` must be at least 1 s (HitPaw advises polling every 2 to 5 s for photos) and
+    ``timeout`` at most 30 days; a larger ``[sensors] default_timeout`` is lowered to 30 days.
 
     :param job_id: the HitPaw job, e.g. ``"{{ ti.xcom_pull(task_ids='submit', key='job_id') }}"``.
         (templated)
@@ -70,7 +81,24 @@ class TaskStatusSensor(BaseSensorOperator):
         max_consecutive_errors: int = 5,
         **kwargs: Any,
     ) -> None:
+        timeout = kwargs.get("timeout")
+        if timeout is None:  # [sensors] default_timeout may be larger than the cap: not the user's choice
+            kwargs["timeout"] = min(conf.getfloat("sensors", "default_timeout"), MAX_WAIT_SECONDS)
+        else:
+            seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+            if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and not seconds <= MAX_WAIT_SECONDS:
+                # Checked before BaseSensorOperator turns it into a timedelta, which overflows.
+                raise HitPawValidationError(
+                    f"timeout must be at most {MAX_WAIT_SECONDS} s (30 days; HitPaw keeps results 8 days), "
+                    f"got {timeout!r}"
+                )
         super().__init__(**kwargs)
+        if self.poke_interval < MIN_POLL_INTERVAL_SECONDS:
+            raise HitPawValidationError(
+                f"poke_interval must be at least {MIN_POLL_INTERVAL_SECONDS:g} s, got {self.poke_interval!r}: "
+                "HitPaw advises polling every 2 to 5 s for photos, and each poke is a request against its "
+                "rate limit"
+            )
         self.job_id = job_id
         self.hitpaw_conn_id = hitpaw_conn_id
         self.deferrable = deferrable
@@ -128,7 +156,10 @@ class TaskStatusSensor(BaseSensorOperator):
         return HitPawHook(self.hitpaw_conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        status = self.hook.get_task_status(self.job_id)
+        try:
+            status = self.hook.get_task_status(self.job_id)
+        except HitPawJobFailedError as err:  # code 110400003, "The task failed": as final as a status
+            self._fail(_final(err), err)
         return self._outcome(context, status)
 
     def _outcome(self, context: Context, status: TaskStatus) -> PokeReturnValue | bool:
@@ -136,23 +167,42 @@ class TaskStatusSensor(BaseSensorOperator):
             context["ti"].xcom_push(key=RES_URL_XCOM_KEY, value=status.res_url)
             return PokeReturnValue(is_done=True, xcom_value=status.to_dict())
         if status.is_failure:
-            error = HitPawJobFailedError(
-                f"HitPaw job {status.job_id} ended in {status.raw_status}",
-                job_id=status.job_id,
-                job_status=status.raw_status,
+            # An AirflowFailException: no retry of the sensor can change a failed job, and silent_fail
+            # (which swallows plain exceptions) must not keep polling it until the timeout.
+            self._fail(
+                HitPawJobFailedFailure(
+                    f"HitPaw job {status.job_id} ended in {status.raw_status}",
+                    job_id=status.job_id,
+                    job_status=status.raw_status,
+                )
             )
-            if self.soft_fail:
-                raise AirflowSkipException(f"Skipping (soft_fail): {error}") from error
-            raise error
         self.log.info("HitPaw job %s is %s", status.job_id, status.raw_status)
         return False
 
+    def _fail(self, error: HitPawJobFailedFailure, cause: BaseException | None = None) -> NoReturn:
+        if self.soft_fail or getattr(self, "never_fail", False):
+            raise AirflowSkipException(f"Skipping (soft_fail): {error}") from error
+        raise error from cause
+
+    def _check_wait_settings(self) -> None:
+        """Before the first request: a poke_interval set after parsing is raised to the floor, a timeout
+        past the cap (which would overflow ``defer()``) is refused."""
+        if not self.poke_interval >= MIN_POLL_INTERVAL_SECONDS:
+            self.log.warning("poke_interval %r is below the floor of %g s; polling every %g s",
+                             self.poke_interval, MIN_POLL_INTERVAL_SECONDS, MIN_POLL_INTERVAL_SECONDS)
+            self.poke_interval = MIN_POLL_INTERVAL_SECONDS
+        if not 0 <= self.timeout <= MAX_WAIT_SECONDS:
+            raise HitPawValidationError(
+                f"timeout must be between 0 and {MAX_WAIT_SECONDS} s (30 days), got {self.timeout!r}"
+            )
+
     def execute(self, context: Context) -> Any:
+        self._check_wait_settings()
         context["ti"].xcom_push(key=RES_URL_XCOM_KEY, value="")  # the result link stays empty until the end
         if not self.deferrable:
             return super().execute(context)
         # One look first: a job that has already ended needs no trigger.
-        outcome = self._outcome(context, self.hook.get_task_status(self.job_id))
+        outcome = self.poke(context)
         if isinstance(outcome, PokeReturnValue):
             return outcome.xcom_value
         from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
@@ -175,6 +225,10 @@ class TaskStatusSensor(BaseSensorOperator):
             completed = completed_job_from_event(event, job_id=self.job_id)
         except HitPawWaitTimeoutError as err:
             raise AirflowSensorTimeout(str(err)) from err
+        except HitPawJobFailedFailure:
+            raise
+        except HitPawJobFailedError as err:
+            raise _final(err) from None
         context["ti"].xcom_push(key=RES_URL_XCOM_KEY, value=completed["res_url"])
         return {
             "job_id": completed["job_id"],
@@ -182,3 +236,10 @@ class TaskStatusSensor(BaseSensorOperator):
             "res_url": completed["res_url"],
             "original_url": completed.get("original_url"),
         }
+
+
+def _final(err: HitPawJobFailedError) -> HitPawJobFailedFailure:
+    """The same failure, as one that Airflow does not retry."""
+    return HitPawJobFailedFailure(
+        err.message, job_id=err.job_id, job_status=err.job_status, code=err.code, http_status=err.http_status
+    )

@@ -12,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_hitpaw.api import TaskStatus
 from airflow_provider_hitpaw.errors import HitPawError, HitPawRateLimitError
+from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
 from airflow_provider_hitpaw.retries import RetryPolicy
 
 #: The longest pause after a run of transient errors.
@@ -35,7 +36,9 @@ class HitPawTaskStatusTrigger(BaseTrigger):
 
     :param job_id: the HitPaw job.
     :param hitpaw_conn_id: the connection; the API key is read from it in the triggerer.
-    :param poll_interval: seconds between two status requests.
+    :param poll_interval: seconds between two status requests; raised to ``MIN_POLL_INTERVAL_SECONDS``
+        (1 s) when lower, since the kwargs come from serialized data (a task's, or an older version's)
+        that cannot be refused without losing the wait.
     :param deadline: epoch seconds after which it yields ``timeout``.
     :param max_consecutive_errors: transient errors in a row that end the wait with ``error``.
     """
@@ -52,7 +55,9 @@ class HitPawTaskStatusTrigger(BaseTrigger):
         self.job_id = job_id
         self.deadline = float(deadline)
         self.hitpaw_conn_id = hitpaw_conn_id
-        self.poll_interval = float(poll_interval)
+        poll_interval = float(poll_interval)
+        # "not >=": NaN is raised to the floor too (it would make every pause zero).
+        self.poll_interval = poll_interval if poll_interval >= MIN_POLL_INTERVAL_SECONDS else MIN_POLL_INTERVAL_SECONDS
         self.max_consecutive_errors = int(max_consecutive_errors)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:

@@ -23,7 +23,7 @@ with DAG(
         model_name="face_2x",
         hitpaw_conn_id="hitpaw_crash",
         deferrable=False,
-        poll_interval=0.2,
+        poll_interval=1,
         timeout=120,
         retries=1,
         retry_delay=timedelta(0),

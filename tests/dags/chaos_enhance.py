@@ -97,7 +97,7 @@ with DAG(
             hitpaw_conn_id="hitpaw_chaos",
             output_path="{{ dag_run.conf['output_dir'] }}/",
             deferrable=deferrable,
-            poll_interval=0.2,
+            poll_interval=1,
             timeout=45,
             max_consecutive_errors=8,
             retries=2,

@@ -56,7 +56,7 @@ def retry_dag(mode: str) -> DAG:
             img_url="{{ conn.hitpaw_default.host }}/samples/portrait.jpg",
             model_name="face_2x",
             deferrable=mode == "deferrable",
-            poll_interval=0.2,
+            poll_interval=1,
             timeout=120,
             retries=1,
             retry_delay=timedelta(0),
