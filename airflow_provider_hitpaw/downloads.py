@@ -74,17 +74,23 @@ def check_destination(destination: Any) -> None:
                     "to: give a local path, a file:/// URI or an object-storage URL such as s3://bucket/"
                 )
         return
+    if _is_storage_path(destination):
+        return
     if isinstance(destination, os.PathLike):
         text = os.fspath(destination)
         if isinstance(text, bytes):
             raise HitPawValidationError("output_path must be a text path, not bytes")
         _check_text(text)
         return
-    if hasattr(destination, "open") and hasattr(destination, "protocol"):  # an ObjectStoragePath
-        return
     raise HitPawValidationError(
         f"output_path must be a path, a URL or an ObjectStoragePath, got {type(destination).__name__}"
     )
+
+
+def _is_storage_path(destination: Any) -> bool:
+    """Whether it is an ``ObjectStoragePath`` (a ``pathlib.Path`` too on Airflow 3.1, whose
+    ``os.fspath`` is its URL: it must not be read as a local path)."""
+    return not isinstance(destination, str) and hasattr(destination, "protocol") and hasattr(destination, "open")
 
 
 def _check_text(text: str) -> None:
@@ -187,13 +193,12 @@ def resolve_destination(
     if isinstance(destination, str) and _is_file_uri(destination):
         text = local_path_of_file_uri(destination)
         return _local_target(Path(text), text.endswith("/"), name)
-    if isinstance(destination, (str, os.PathLike)):
-        text = os.fspath(destination)
-        return _local_target(Path(text), text.endswith(("/", os.sep)), name)
-    # An ObjectStoragePath (check_destination let nothing else through).
-    if _is_local_storage(destination):
-        return _local_target(Path(destination.path), False, name)
-    return destination / name if destination.is_dir() else destination
+    if _is_storage_path(destination):
+        if _is_local_storage(destination):
+            return _local_target(Path(destination.path), False, name)
+        return destination / name if destination.is_dir() else destination
+    text = os.fspath(destination)  # a str or an os.PathLike (check_destination let nothing else by)
+    return _local_target(Path(text), text.endswith(("/", os.sep)), name)
 
 
 def _is_local_storage(path: Any) -> bool:
@@ -305,7 +310,7 @@ def write_stream(chunks: Any, target: Any) -> int:
     :return: the number of bytes written.
     """
     written = 0
-    if isinstance(target, Path):
+    if isinstance(target, Path) and not _is_storage_path(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         # Not mkstemp: its 0600 mode would stick to the result; "x" mode honours the umask. The
         # temporary name stays within the 255-byte limit however long the target's name is.

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from operator_support import FakeTaskStateStore, make_context
 from scripted_server import Step
 
+from airflow_provider_hitpaw import events
 from airflow_provider_hitpaw.api import JOB_ID_PATTERN
 from airflow_provider_hitpaw.downloads import (
     MAX_NAME_BYTES,
@@ -74,6 +75,16 @@ def test_every_folder_form_resolves_inside_that_folder(tmp_path, form):
     assert dataset_identity(str(target)) == ("file", str(folder / "portrait-job-1.png"))
     if isinstance(destination, str) and destination.lower().startswith("file:"):
         assert dataset_identity(destination) == ("file", str(folder))
+
+
+def test_a_remote_object_storage_path_is_never_taken_for_a_local_one(monkeypatch):
+    """On Airflow 3.1 an ObjectStoragePath is an os.PathLike whose fspath is its URL ("s3://...")."""
+    monkeypatch.setattr(ObjectStoragePath, "is_dir", lambda self: True)  # no S3 here
+    target = resolve_destination(RES, ObjectStoragePath("s3://bucket/photos/"), job_id="j", source_url=PHOTO)
+    assert isinstance(target, ObjectStoragePath) and not isinstance(target, type(Path()))
+    assert str(target) == "s3://bucket/photos/portrait-j.png"
+    target = resolve_destination(RES, "s3://bucket/photos/", job_id="j", source_url=PHOTO)
+    assert str(target) == "s3://bucket/photos/portrait-j.png"
 
 
 def test_a_missing_folder_ending_with_a_slash_is_a_folder_in_every_form(tmp_path):
@@ -253,6 +264,26 @@ def test_an_explicit_file_of_255_bytes_is_written(tmp_path):
     assert everything_under(tmp_path) == [target.name]
 
 
+def test_write_stream_sends_an_object_storage_path_through_its_own_open(tmp_path, monkeypatch):
+    """An ObjectStoragePath is a pathlib.Path on Airflow 3.1: it must not take the local-file route."""
+    import io
+
+    written = io.BytesIO()
+
+    class RemotePath(type(Path())):  # what ObjectStoragePath("s3://...") looks like on Airflow 3.1
+        protocol = "s3"
+
+        def open(self, mode="r", *args, **kwargs):
+            assert mode == "wb"
+            written.close = lambda: None  # keep it readable after the with block
+            return written
+
+    monkeypatch.chdir(tmp_path)
+    assert write_stream([b"ab", b"c"], RemotePath("s3:/bucket/r.png")) == 3
+    assert written.getvalue() == b"abc"
+    assert everything_under(tmp_path) == []
+
+
 # --- properties -------------------------------------------------------------------------------------
 
 url_texts = st.text(st.characters(codec="utf-8"), max_size=300)
@@ -424,6 +455,10 @@ def test_three_sandbox_jobs_into_one_folder_through_the_hook(sandbox, sandbox_co
     assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 
+# The operator's shortest poll interval (the sandbox's jobs take 0.3 s).
+OPERATOR_POLL_SECONDS = max(1.0, getattr(events, "MIN_POLL_INTERVAL_SECONDS", 0.0))
+
+
 def test_three_operators_sharing_one_output_folder_keep_three_results(sandbox, sandbox_conn, tmp_path):
     """Like three mapped tasks with one output_path: each result is kept, named after its job."""
     from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
@@ -432,7 +467,7 @@ def test_three_operators_sharing_one_output_folder_keep_three_results(sandbox, s
     results = []
     for index in range(3):
         op = EnhancePhotoOperator(task_id=f"enhance_{index}", img_url=img_url, model_name="face_2x",
-                                  hitpaw_conn_id=sandbox_conn, poll_interval=0.05,
+                                  hitpaw_conn_id=sandbox_conn, poll_interval=OPERATOR_POLL_SECONDS,
                                   output_path=file_uri(tmp_path / "shared out"))
         results.append(op.execute(make_context(store=FakeTaskStateStore())))
     names = [f"portrait-{r['job_id']}.jpg" for r in results]
