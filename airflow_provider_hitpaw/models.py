@@ -1,7 +1,11 @@
 """HitPaw model catalog and the checks made before any request that costs coins.
 
-The photo models, formats and limits come from HitPaw's API document (the seed); the video models
-and limits come from HitPaw's developer documentation (see the project's HITPAW-NOTES).
+Sources: HitPaw's public developer documentation, https://github.com/shiyao1122/hitpaw-developer-docs
+(``docs/enhance/image-enhancement.md`` for the photo models, formats and limits;
+``docs/enhance/video-enhancement.md`` for the video models and limits). The photo output formats are
+those of the API reference's specification table as first published, which lists HEIF as an input
+format only; the current page merges the input and output lists into one. HEIF stays refused as a
+result format: a refused extension costs nothing, a job HitPaw cannot write costs coins.
 """
 
 from __future__ import annotations
