@@ -3,9 +3,9 @@
 Sources: HitPaw's public developer documentation, https://github.com/shiyao1122/hitpaw-developer-docs
 (``docs/enhance/image-enhancement.md`` for the photo models, formats and limits;
 ``docs/enhance/video-enhancement.md`` for the video models and limits). The photo output formats are
-those of the API reference's specification table as first published, which lists HEIF as an input
-format only; the current page merges the input and output lists into one. HEIF stays refused as a
-result format: a refused extension costs nothing, a job HitPaw cannot write costs coins.
+those of HitPaw's API reference where it lists input and output formats apart, with HEIF as an input
+format only; the current page gives one merged "In/Out" list. HEIF stays refused as a result format:
+a refused extension costs nothing, a job HitPaw cannot write costs coins.
 """
 
 from __future__ import annotations
