@@ -528,6 +528,7 @@ def _checked_chunks(response: requests.Response, current: sync_transport.Exchang
         for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
             yield chunk
             current.check_time()
+        current.check_time()  # a reply cut by the watchdog can look complete to http.client
     except Exception as err:
         reason = sync_transport.classify(err, current).reason
         raise HitPawConnectionError(f"Downloading the result failed: {reason}") from None

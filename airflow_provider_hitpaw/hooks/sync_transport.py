@@ -212,6 +212,7 @@ def read_reply(response: requests.Response, current: Exchange, limit: int = MAX_
     while True:
         chunk = response.raw.read1(_RAW_READ_BYTES, decode_content=False)
         if not chunk:
+            current.check_time()  # a reply cut by the watchdog can look complete to http.client
             return body.finish()
         body.feed(chunk)
         current.check_time()

@@ -52,6 +52,7 @@ class AdminRoutes:
             ("GET", "/admin/settings", self.get_settings),
             ("POST", "/admin/settings", self.set_settings),
             ("POST", "/admin/keys", self.add_key),
+            ("POST", "/admin/keys/rotate", self.rotate_key),
             ("POST", "/admin/reset", self.reset),
             ("POST", "/admin/forget-jobs", self.forget_jobs),
             ("POST", "/admin/jobs", self.create_jobs),
@@ -92,6 +93,10 @@ class AdminRoutes:
     async def add_key(self, request: web.Request) -> web.Response:
         body = await _json_object(request)
         return web.json_response(self.state.add_key(body.get("api_key"), body.get("coins")))  # type: ignore[arg-type]
+
+    async def rotate_key(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        return web.json_response(self.state.rotate_key(body.get("old_key"), body.get("new_key")))  # type: ignore[arg-type]
 
     async def reset(self, request: web.Request) -> web.Response:
         self.state.reset()

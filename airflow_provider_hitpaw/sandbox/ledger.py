@@ -49,6 +49,17 @@ class Ledger:
         self._balances[api_key] = coins
         return self._ids.setdefault(api_key, key_id(api_key))
 
+    def rotate(self, old_key: str, new_key: str) -> str:
+        """Replace a key by a new one of the same account (same key id, jobs and balance), as a key
+        rotation at HitPaw does; the old key stops working at once. Returns the account's key id."""
+        if old_key not in self._balances:
+            raise ValueError("old_key is not a known key")
+        if not new_key.strip() or new_key in self._balances:
+            raise ValueError("new_key must be a new, non-empty key")
+        self._balances[new_key] = self._balances.pop(old_key)
+        self._ids[new_key] = self._ids.pop(old_key)
+        return self._ids[new_key]
+
     def owner_id(self, api_key: str | None) -> str | None:
         """The key id of a valid key, or None for a missing or unknown key."""
         if not api_key:

@@ -165,6 +165,10 @@ class SandboxHandle(_HandleBase):
         """Add an API key or set its balance. Returns ``{"key_id", "balance"}``."""
         return self._call(lambda: self._server.state.add_key(api_key, coins))
 
+    def rotate_key(self, old_key: str, new_key: str) -> dict[str, Any]:
+        """Revoke ``old_key``; its account (jobs, coins) answers to ``new_key`` from now on."""
+        return self._call(lambda: self._server.state.rotate_key(old_key, new_key))
+
     def configure(
         self,
         *,
@@ -322,6 +326,10 @@ class SandboxProcess(_HandleBase):
     def add_key(self, api_key: str, coins: int) -> dict[str, Any]:
         """Add an API key or set its balance. Returns ``{"key_id", "balance"}``."""
         return self._admin("POST", "/admin/keys", {"api_key": api_key, "coins": coins})
+
+    def rotate_key(self, old_key: str, new_key: str) -> dict[str, Any]:
+        """Revoke ``old_key``; its account (jobs, coins) answers to ``new_key`` from now on."""
+        return self._admin("POST", "/admin/keys/rotate", {"old_key": old_key, "new_key": new_key})
 
     def configure(
         self,

@@ -155,6 +155,12 @@ class SandboxState:
             raise ValueError("coins must be a whole number >= 0")
         return {"key_id": self.ledger.set_balance(api_key, coins), "balance": coins}
 
+    def rotate_key(self, old_key: str, new_key: str) -> dict[str, Any]:
+        """Revoke ``old_key`` and give its account ``new_key``. Returns the key id."""
+        if not isinstance(old_key, str) or not isinstance(new_key, str):
+            raise ValueError("old_key and new_key must be strings")
+        return {"key_id": self.ledger.rotate(old_key, new_key)}
+
     def set_faults(self, **changes: Any) -> dict[str, Any]:
         """Change some fault settings (see :class:`FaultConfig`). Returns all of them."""
         self.faults.reconfigure(self.faults.config.updated(**changes))
