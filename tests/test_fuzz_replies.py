@@ -29,8 +29,8 @@ from airflow_provider_hitpaw.errors import (
 )
 from airflow_provider_hitpaw.events import completed_job_from_event
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook, HitPawHook
-from airflow_provider_hitpaw.hooks.transport import MAX_REPLY_BYTES
 from airflow_provider_hitpaw.hooks.session import close_shared_session
+from airflow_provider_hitpaw.hooks.transport import MAX_REPLY_BYTES
 from airflow_provider_hitpaw.retries import RetryPolicy
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
 
