@@ -22,7 +22,6 @@ from airflow_provider_hitpaw.errors import (
     class_for_code,
 )
 
-DEFAULT_BASE_URL = "https://api-base.hitpaw.com"
 PHOTO_ENHANCER_PATH = "/api/photo-enhancer"
 VIDEO_ENHANCER_PATH = "/api/video-enhancer"
 TASK_STATUS_PATH = "/api/task-status"

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import ipaddress
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_hitpaw.api import DEFAULT_BASE_URL
+from airflow_provider_hitpaw.connection_fields import (
+    CONNECT_TIMEOUT,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DOWNLOAD_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    DOWNLOAD_TIMEOUT,
+    MAX_ATTEMPTS,
+    MAX_RETRY_SECONDS,
+    READ_TIMEOUT,
+    ExtraField,
+)
+from airflow_provider_hitpaw.connection_fields import (
+    DEFAULT_CONN_ID as DEFAULT_CONN_ID,  # where the operators look it up
+)
 from airflow_provider_hitpaw.errors import HitPawAuthError, HitPawValidationError
 from airflow_provider_hitpaw.retries import RetryPolicy
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
-
-DEFAULT_CONN_ID = "hitpaw_default"
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 30.0
-#: The most one result download may take in all, however its bytes arrive.
-DEFAULT_DOWNLOAD_TIMEOUT = 900.0
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -69,38 +76,11 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
     return f"{parts.scheme}://{netloc}{path}"
 
 
-#: Upper bounds on the connection's numbers: beyond them a value is a typo, and an infinite or
-#: enormous timeout breaks the libraries that get it only after a paid request went out.
-MAX_TIMEOUT_SECONDS = 3600.0
-MAX_ATTEMPTS = 100
-MAX_RETRY_SECONDS = 86_400.0
-
-
-def _number(extra: dict[str, Any], key: str, default: float, *, minimum: float, maximum: float) -> float:
-    """A finite number from the extras, within [minimum, maximum]; checked before any request."""
-    value = extra.get(key)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise HitPawValidationError(f"Connection extra {key!r} must be a number, got {value!r}")
+def _read(field: ExtraField, extra: dict[str, Any]) -> float:
     try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise HitPawValidationError(
-            f"Connection extra {key!r} must be a number, got {str(value)[:40]!r}"
-        ) from None
-    if not math.isfinite(number) or not minimum <= number <= maximum:
-        raise HitPawValidationError(
-            f"Connection extra {key!r} must be a number from {minimum:g} to {maximum:g}, got {str(value)[:40]!r}"
-        )
-    return number
-
-
-def _whole_number(extra: dict[str, Any], key: str, default: int, *, minimum: int, maximum: int) -> int:
-    number = _number(extra, key, default, minimum=minimum, maximum=maximum)
-    if number != int(number):
-        raise HitPawValidationError(f"Connection extra {key!r} must be a whole number, got {extra.get(key)!r}")
-    return int(number)
+        return field.read(extra)
+    except ValueError as err:
+        raise HitPawValidationError(str(err)) from None
 
 
 def check_api_key(api_key: str, conn_id: str | None) -> str:
@@ -141,23 +121,15 @@ class HitPawSettings:
             _register_secret(api_key)
         check_api_key(api_key, conn.conn_id)
         extra = conn.extra_dejson if isinstance(conn.extra_dejson, dict) else {}
-        base = RetryPolicy()
         retry = RetryPolicy(
-            max_attempts=_whole_number(extra, "max_attempts", base.max_attempts, minimum=1, maximum=MAX_ATTEMPTS),
-            max_retry_seconds=_number(
-                extra, "max_retry_seconds", base.max_retry_seconds, minimum=0, maximum=MAX_RETRY_SECONDS
-            ),
+            max_attempts=int(_read(MAX_ATTEMPTS, extra)), max_retry_seconds=_read(MAX_RETRY_SECONDS, extra)
         )
         return cls(
             api_key=api_key,
             base_url=normalize_base_url(conn.host, conn.port),
-            connect_timeout=_number(
-                extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, minimum=0.1, maximum=MAX_TIMEOUT_SECONDS
-            ),
-            read_timeout=_number(extra, "read_timeout", DEFAULT_READ_TIMEOUT, minimum=0.1, maximum=MAX_TIMEOUT_SECONDS),
-            download_timeout=_number(
-                extra, "download_timeout", DEFAULT_DOWNLOAD_TIMEOUT, minimum=1, maximum=MAX_RETRY_SECONDS
-            ),
+            connect_timeout=_read(CONNECT_TIMEOUT, extra),
+            read_timeout=_read(READ_TIMEOUT, extra),
+            download_timeout=_read(DOWNLOAD_TIMEOUT, extra),
             retry=retry,
         )
 

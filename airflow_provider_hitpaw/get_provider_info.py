@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_hitpaw import __version__
+from airflow_provider_hitpaw.connection_fields import conn_fields, connection_form
 
 INTEGRATION = "HitPaw"
 
@@ -52,33 +53,13 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_hitpaw.hooks.hitpaw.HitPawHook",
                 "hook-name": "HitPaw",
                 "connection-type": "hitpaw",
-                "conn-fields": {
-                    "connect_timeout": {
-                        "label": "Connect timeout (seconds)",
-                        "schema": {"type": ["number", "null"], "default": 10},
-                    },
-                    "read_timeout": {
-                        "label": "Read timeout (seconds)",
-                        "schema": {"type": ["number", "null"], "default": 30},
-                    },
-                    "max_attempts": {
-                        "label": "Attempts per request (status, download, test)",
-                        "schema": {"type": ["integer", "null"], "default": 5},
-                        "description": "Submissions are only retried when nothing can have been charged.",
-                    },
-                    "max_retry_seconds": {
-                        "label": "Give up retrying after (seconds)",
-                        "schema": {"type": ["number", "null"], "default": 120},
-                    },
-                },
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "login", "extra"],
-                    "relabeling": {"password": "API Key", "host": "Base URL"},
-                    "placeholders": {
-                        "host": "https://api-base.hitpaw.com",
-                        "password": "Your HitPaw API key",
-                    },
-                },
+                "conn-fields": conn_fields(),
+                "ui-field-behaviour": _dashed(connection_form(extra_fields_in_form=True)),
             }
         ],
     }
+
+
+def _dashed(form: dict[str, Any]) -> dict[str, Any]:
+    """The provider-info spelling (``hidden-fields``) of a ``get_ui_field_behaviour`` form."""
+    return {key.replace("_", "-"): value for key, value in form.items()}

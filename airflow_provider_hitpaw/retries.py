@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_provider_hitpaw.connection_fields import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_RETRY_SECONDS
 from airflow_provider_hitpaw.errors import HitPawError, HitPawRateLimitError
 
 T = TypeVar("T")
@@ -35,8 +36,8 @@ class RetryPolicy:
     :param jitter: up to this many seconds are added at random to each wait.
     """
 
-    max_attempts: int = 5
-    max_retry_seconds: float = 120.0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_retry_seconds: float = DEFAULT_MAX_RETRY_SECONDS
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
     jitter: float = 1.0

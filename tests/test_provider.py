@@ -125,3 +125,32 @@ def test_airflow_providers_list_shows_the_package(tmp_path):
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "airflow-provider-hitpaw" in result.stdout
+
+
+def test_the_readme_table_lists_every_connection_extra_with_its_default_and_range():
+    """One source for the defaults: the README's table is checked against the declaration."""
+    from pathlib import Path
+
+    from airflow_provider_hitpaw.connection_fields import EXTRA_FIELDS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| `")}
+    for field in EXTRA_FIELDS:
+        row = rows.get(f"`{field.key}`")
+        assert row is not None, f"README's connection table has no row for {field.key}"
+        assert f"default {field.default:g}" in row, row
+        assert f"{field.minimum:g} to {field.maximum:g}" in row, row
+
+
+def test_the_form_is_declared_once_for_both_airflow_lines():
+    from airflow_provider_hitpaw.connection_fields import EXTRA_FIELDS
+
+    info = get_provider_info()["connection-types"][0]
+    old_form = HitPawHook.get_ui_field_behaviour()
+    assert list(info["conn-fields"]) == [f.key for f in EXTRA_FIELDS]
+    assert "extra" in info["ui-field-behaviour"]["hidden-fields"]
+    assert "extra" not in old_form["hidden_fields"]  # before 3.2 the extras are typed as JSON
+    assert json.loads(old_form["placeholders"]["extra"]) == {
+        f.key: info["conn-fields"][f.key]["schema"]["default"] for f in EXTRA_FIELDS
+    }
+    assert info["ui-field-behaviour"]["relabeling"] == old_form["relabeling"]

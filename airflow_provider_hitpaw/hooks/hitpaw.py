@@ -25,6 +25,7 @@ from airflow_provider_hitpaw.api import (
     validate_job_id,
 )
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings
+from airflow_provider_hitpaw.connection_fields import connection_form
 from airflow_provider_hitpaw.downloads import DOWNLOAD_CHUNK_BYTES, resolve_destination, write_stream
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
@@ -92,15 +93,7 @@ class HitPawHook(_HitPawConnectionHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form of Airflow versions that do not read ``conn-fields`` (before 3.2)."""
-        return {
-            "hidden_fields": ["schema", "port", "login"],
-            "relabeling": {"password": "API Key", "host": "Base URL"},
-            "placeholders": {
-                "host": "https://api-base.hitpaw.com",
-                "password": "Your HitPaw API key",
-                "extra": '{"connect_timeout": 10, "read_timeout": 30, "max_attempts": 5}',
-            },
-        }
+        return connection_form(extra_fields_in_form=False)
 
     @cached_property
     def settings(self) -> HitPawSettings:

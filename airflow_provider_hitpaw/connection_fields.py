@@ -1,0 +1,118 @@
+"""The ``hitpaw`` connection's fields, declared once: defaults, bounds and the connection form.
+
+Read by the connection reader (:mod:`airflow_provider_hitpaw.connection`), the retry policy, the
+provider info (``conn-fields``, ``ui-field-behaviour``) and the older form (``get_ui_field_behaviour``);
+the README's connection table is checked against it by a test. Imports nothing from Airflow: the
+provider info is read while Airflow itself is starting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_CONN_ID = "hitpaw_default"
+DEFAULT_BASE_URL = "https://api-base.hitpaw.com"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 30.0
+#: The most one result download may take in all, however its bytes arrive.
+DEFAULT_DOWNLOAD_TIMEOUT = 900.0
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_RETRY_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class ExtraField:
+    """One number of the connection's extras: read by :meth:`HitPawSettings.from_connection`, shown
+    in the connection form (:func:`connection_form`), listed in the README's table.
+
+    Bounded above as well: an infinite or enormous value breaks the HTTP libraries only after a paid
+    request went out, so it is refused when the connection is read.
+    """
+
+    key: str
+    label: str
+    default: float
+    minimum: float
+    maximum: float
+    whole: bool = False
+    description: str | None = None
+
+    def read(self, extra: dict[str, Any]) -> float:
+        """The value in ``extra`` (or the default), checked before any request is sent.
+
+        :raises ValueError: for anything but a finite number within the bounds.
+        """
+        value = extra.get(self.key)
+        if value is None or value == "":
+            return self.default
+        number = None
+        if not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
+                number = None
+        if number is None or not math.isfinite(number) or not self.minimum <= number <= self.maximum:
+            kind = "a whole number" if self.whole else "a number"
+            raise ValueError(
+                f"Connection extra {self.key!r} must be {kind} from {self.minimum:g} to {self.maximum:g}, "
+                f"got {str(value)[:40]!r}"
+            )
+        if self.whole and number != int(number):
+            raise ValueError(f"Connection extra {self.key!r} must be a whole number, got {value!r}")
+        return number
+
+
+CONNECT_TIMEOUT = ExtraField("connect_timeout", "Connect timeout (seconds)", DEFAULT_CONNECT_TIMEOUT, 0.1, 3600)
+READ_TIMEOUT = ExtraField("read_timeout", "Read timeout (seconds)", DEFAULT_READ_TIMEOUT, 0.1, 3600)
+DOWNLOAD_TIMEOUT = ExtraField(
+    "download_timeout", "Result download limit (seconds)", DEFAULT_DOWNLOAD_TIMEOUT, 1, 86_400,
+    description="The most one result download may take in all, however slowly its bytes arrive.",
+)
+MAX_ATTEMPTS = ExtraField(
+    "max_attempts", "Attempts per request (status, download, test)", DEFAULT_MAX_ATTEMPTS, 1, 100,
+    whole=True, description="Submissions are only retried when nothing can have been charged.",
+)
+MAX_RETRY_SECONDS = ExtraField(
+    "max_retry_seconds", "Give up retrying after (seconds)", DEFAULT_MAX_RETRY_SECONDS, 0, 86_400
+)
+#: Every extra the connection reads, in the order of the form.
+EXTRA_FIELDS = (CONNECT_TIMEOUT, READ_TIMEOUT, DOWNLOAD_TIMEOUT, MAX_ATTEMPTS, MAX_RETRY_SECONDS)
+
+
+def connection_form(*, extra_fields_in_form: bool) -> dict[str, Any]:
+    """The connection form: Airflow 3.2+ shows each extra as a field of its own (``conn-fields``) and
+    hides the raw extra; older versions show the raw extra, with the defaults as its placeholder."""
+    placeholders = {"host": DEFAULT_BASE_URL, "password": "Your HitPaw API key"}
+    hidden = ["schema", "port", "login"]
+    if extra_fields_in_form:
+        hidden.append("extra")
+    else:
+        placeholders["extra"] = json.dumps({f.key: _plain(f.default) for f in EXTRA_FIELDS})
+    return {
+        "hidden_fields": hidden,
+        "relabeling": {"password": "API Key", "host": "Base URL"},
+        "placeholders": placeholders,
+    }
+
+
+def conn_fields() -> dict[str, Any]:
+    """``conn-fields`` of the provider info: one form field per extra."""
+    fields: dict[str, Any] = {}
+    for f in EXTRA_FIELDS:
+        entry: dict[str, Any] = {
+            "label": f.label,
+            "schema": {"type": ["integer" if f.whole else "number", "null"], "default": _plain(f.default)},
+        }
+        if f.description:
+            entry["description"] = f.description
+        fields[f.key] = entry
+    return fields
+
+
+def _plain(number: float) -> float | int:
+    return int(number) if number == int(number) else number
+
+
