@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
+from airflow_provider_hitpaw import labels
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.errors import (
     HitPawError,
@@ -307,7 +308,13 @@ class EnhancePhotoOperator(BaseOperator):
 
         return HitPawHook(self.hitpaw_conn_id)
 
+    @property
+    def photo_label(self) -> str:
+        """The photo's file name, short and without the URL's query string: ``map_index_template="{{ task.photo_label }}"``."""
+        return labels.photo_label(self.img_url)
+
     def execute(self, context: Context) -> dict[str, Any]:
+        labels.check_map_index(self, context)  # before any request: a label Airflow could not store
         payload = self._submission_payload()
         # Every check that can fail runs before the first request, so before anything is paid.
         poll_interval = runtime_poll_interval(self.poll_interval, "poll_interval", self.log)
