@@ -12,6 +12,14 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, NamedTuple
 
+# The endpoints are HitPaw's facts (contract.endpoints); the client reads them from here too.
+from airflow_provider_hitpaw.contract.endpoints import (  # noqa: F401
+    API_KEY_HEADER,
+    PHOTO_ENHANCER_PATH,
+    SUCCESS_CODES,
+    TASK_STATUS_PATH,
+    VIDEO_ENHANCER_PATH,
+)
 from airflow_provider_hitpaw.errors import (
     ERROR_CODES,
     HitPawError,
@@ -22,12 +30,6 @@ from airflow_provider_hitpaw.errors import (
     class_for_code,
 )
 
-PHOTO_ENHANCER_PATH = "/api/photo-enhancer"
-VIDEO_ENHANCER_PATH = "/api/video-enhancer"
-TASK_STATUS_PATH = "/api/task-status"
-API_KEY_HEADER = "Apikey"
-
-SUCCESS_CODES = (200, 0)
 MAX_MESSAGE_CHARS = 500
 # A job id travels in URLs, logs and XCom: keep it to a sane alphabet and length.
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")

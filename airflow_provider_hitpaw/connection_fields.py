@@ -13,8 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_hitpaw.contract.endpoints import DEFAULT_BASE_URL
+
 DEFAULT_CONN_ID = "hitpaw_default"
-DEFAULT_BASE_URL = "https://api-base.hitpaw.com"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 #: The most one result download may take in all, however its bytes arrive.

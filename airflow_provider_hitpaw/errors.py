@@ -10,6 +10,9 @@ from typing import Any
 
 from airflow.exceptions import AirflowException
 
+from airflow_provider_hitpaw.contract.codes import ERROR_CODES as CONTRACT_CODES
+from airflow_provider_hitpaw.contract.codes import ErrorKind
+
 
 class HitPawError(AirflowException):
     """Base class of every HitPaw error.
@@ -147,40 +150,23 @@ class HitPawWaitTimeoutError(HitPawError):
     """A job did not reach a final state before the deadline. The job may still finish at HitPaw."""
 
 
-# HitPaw's documented codes: class and the message of the document.
+_CLASS_FOR_KIND: dict[ErrorKind, type[HitPawError]] = {
+    ErrorKind.AUTH: HitPawAuthError,
+    ErrorKind.INVALID_REQUEST: HitPawInvalidRequestError,
+    ErrorKind.TASK_NOT_FOUND: HitPawTaskNotFoundError,
+    ErrorKind.JOB_FAILED: HitPawJobFailedError,
+    ErrorKind.RATE_LIMIT: HitPawRateLimitError,
+    ErrorKind.SERVER: HitPawServerError,
+    ErrorKind.COINS: HitPawInsufficientCoinsError,
+}
+
+#: HitPaw's documented codes (:mod:`airflow_provider_hitpaw.contract.codes`): class and message.
 ERROR_CODES: dict[int, tuple[type[HitPawError], str]] = {
-    100400000: (HitPawAuthError, "No access"),
-    100400001: (HitPawInvalidRequestError, "Invalid URL"),
-    100400002: (HitPawInvalidRequestError, "Bad Request"),
-    100401000: (HitPawAuthError, "Token is expired"),
-    100403000: (HitPawInvalidRequestError, "Invalid request parameters"),
-    100403001: (HitPawAuthError, "Access denied"),
-    100403002: (HitPawAuthError, "You don't have permission to access this resource"),
-    100429000: (HitPawRateLimitError, "Too many requests, please try again later"),
-    100500000: (HitPawServerError, "Internal error"),
-    100500001: (HitPawServerError, "Database error"),
-    100500002: (HitPawServerError, "Cache error"),
-    100500003: (HitPawServerError, "Failed to create file"),
-    100500004: (HitPawServerError, "Signature verification failed"),
-    100500005: (HitPawServerError, "Configuration error"),
-    100500006: (HitPawServerError, "Unknown error"),
-    100500007: (HitPawServerError, "Operation timeout"),
-    110400000: (HitPawAuthError, "api_key is not valid"),
-    110400002: (HitPawTaskNotFoundError, "The task does not exist"),
-    110400003: (HitPawJobFailedError, "The task failed, please try again"),
-    110400005: (HitPawInvalidRequestError, "The model is not supported, please try again"),
-    110400007: (HitPawInvalidRequestError, "The extension is not valid"),
-    110400008: (HitPawInvalidRequestError, "The video URL is not valid"),
-    110400009: (HitPawInvalidRequestError, "The input resolution is over limit"),
-    110400010: (HitPawInvalidRequestError, "The target resolution is over limit"),
-    110400011: (HitPawInvalidRequestError, "The video duration is over limit"),
-    110402000: (HitPawInsufficientCoinsError, "The coins are not enough"),
-    110402001: (HitPawInsufficientCoinsError, "The coins are not enough"),
-    110402004: (HitPawInsufficientCoinsError, "The Demo try times exceeded"),
+    code: (_CLASS_FOR_KIND[entry.kind], entry.message) for code, entry in CONTRACT_CODES.items()
 }
 
 # The HTTP status each documented code comes with.
-ERROR_CODE_HTTP_STATUS: dict[int, int] = {code: (code // 1000) % 1000 for code in ERROR_CODES}
+ERROR_CODE_HTTP_STATUS: dict[int, int] = {code: entry.http_status for code, entry in CONTRACT_CODES.items()}
 
 
 def class_for_http_status(status_code: int | None) -> type[HitPawError]:

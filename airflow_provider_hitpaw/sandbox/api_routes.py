@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from airflow_provider_hitpaw.api import API_KEY_HEADER
-from airflow_provider_hitpaw.models import ModelSpec, get_model
+from airflow_provider_hitpaw.contract.catalog import ModelSpec, get_model
+from airflow_provider_hitpaw.contract.endpoints import API_KEY_HEADER
 from airflow_provider_hitpaw.sandbox import imaging, replies
 from airflow_provider_hitpaw.sandbox.fetch import FetchError, fetch_bytes
 from airflow_provider_hitpaw.sandbox.jobs import COMPLETED, ERROR, Job
@@ -176,7 +176,7 @@ class ApiRoutes:
         self.state = server.state
 
     def add_to(self, app: web.Application) -> None:
-        from airflow_provider_hitpaw.api import (
+        from airflow_provider_hitpaw.contract.endpoints import (
             PHOTO_ENHANCER_PATH,
             TASK_STATUS_PATH,
             VIDEO_ENHANCER_PATH,

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from airflow_provider_hitpaw.errors import ERROR_CODE_HTTP_STATUS, ERROR_CODES
+from airflow_provider_hitpaw.contract.codes import ERROR_CODES
 
 INVALID_API_KEY = 110400000
 INVALID_URL = 100400001
@@ -40,14 +40,14 @@ def error(code: int, shape: str = "error_code", headers: dict[str, str] | None =
     :param shape: ``error_code``, ``code`` or ``code_msg`` (see :class:`SandboxConfig`).
     :param headers: extra headers.
     """
-    message = ERROR_CODES[code][1]
+    message = ERROR_CODES[code].message
     if shape == "code":
         body: dict[str, Any] = {"code": code, "message": message}
     elif shape == "code_msg":
         body = {"code": code, "msg": message}
     else:
         body = {"error_code": code, "message": message}
-    return web.json_response(body, status=ERROR_CODE_HTTP_STATUS[code], headers=headers)
+    return web.json_response(body, status=ERROR_CODES[code].http_status, headers=headers)
 
 
 def too_many_requests(shape: str) -> web.Response:

@@ -150,7 +150,11 @@ class SandboxServer:
     # -- application ----------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH, VIDEO_ENHANCER_PATH
+        from airflow_provider_hitpaw.contract.endpoints import (
+            PHOTO_ENHANCER_PATH,
+            TASK_STATUS_PATH,
+            VIDEO_ENHANCER_PATH,
+        )
 
         app = web.Application(middlewares=[self._middleware])
         ApiRoutes(self).add_to(app)
