@@ -273,7 +273,8 @@ def _data(payload: Any, status_code: int, job_id: str | None) -> dict[str, Any]:
         raise HitPawResponseError(
             "HitPaw's reply has no 'data' object", http_status=status_code, job_id=job_id
         )
-    return payload["data"]
+    data: dict[str, Any] = payload["data"]
+    return data
 
 
 def parse_json_reply(status_code: int, body: bytes, *, job_id: str | None = None) -> Any:

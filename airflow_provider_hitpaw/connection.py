@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 
 from airflow_provider_hitpaw.connection_fields import (
     CONNECT_TIMEOUT,
-    DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DOWNLOAD_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
@@ -22,6 +21,7 @@ from airflow_provider_hitpaw.connection_fields import (
 from airflow_provider_hitpaw.connection_fields import (
     DEFAULT_CONN_ID as DEFAULT_CONN_ID,  # where the operators look it up
 )
+from airflow_provider_hitpaw.contract.endpoints import DEFAULT_BASE_URL
 from airflow_provider_hitpaw.errors import HitPawAuthError, HitPawValidationError
 from airflow_provider_hitpaw.retries import RetryPolicy
 

@@ -44,10 +44,10 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, error: BaseException | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        wait = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
+        wait = min(self.backoff_max, self.backoff_initial * 2.0 ** (attempt - 1))
         wait += random.uniform(0, self.jitter)
         if isinstance(error, HitPawRateLimitError) and error.retry_after is not None:
-            wait = max(wait, error.retry_after)
+            wait = max(wait, float(error.retry_after))
         return wait
 
 

@@ -12,13 +12,13 @@ AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= Version("3.3.0")
 
 if AIRFLOW_V_3_3_PLUS:
-    from airflow.sdk.exceptions import (  # type: ignore[attr-defined]  # (not in 3.1)
+    from airflow.sdk.exceptions import (  # type: ignore[attr-defined,unused-ignore]  # (not in 3.1)
         AirflowFailException,
         AirflowSensorTimeout,
         AirflowSkipException,
     )
 else:  # 3.1 and 3.2 only have them in airflow.exceptions (deprecated there since 3.3)
-    from airflow.exceptions import (  # type: ignore[no-redef]
+    from airflow.exceptions import (  # type: ignore[no-redef,unused-ignore]
         AirflowFailException,
         AirflowSensorTimeout,
         AirflowSkipException,

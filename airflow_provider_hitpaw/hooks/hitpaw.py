@@ -12,9 +12,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 
 from airflow_provider_hitpaw.api import (
-    API_KEY_HEADER,
-    PHOTO_ENHANCER_PATH,
-    TASK_STATUS_PATH,
     Reply,
     SubmittedJob,
     TaskStatus,
@@ -26,6 +23,7 @@ from airflow_provider_hitpaw.api import (
 )
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings
 from airflow_provider_hitpaw.connection_fields import connection_form
+from airflow_provider_hitpaw.contract.endpoints import API_KEY_HEADER, PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.downloads import DOWNLOAD_CHUNK_BYTES, resolve_destination, write_stream
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,

@@ -8,7 +8,7 @@ from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
-    from airflow.sdk.types import TaskInstanceKey  # type: ignore[attr-defined]  # (not in 3.1)
+    from airflow.sdk.types import TaskInstanceKey  # type: ignore[attr-defined,unused-ignore]  # (not in 3.1)
 
 #: The XCom key under which the operator and the sensor push the result's URL.
 RES_URL_XCOM_KEY = "res_url"

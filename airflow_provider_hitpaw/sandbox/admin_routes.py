@@ -65,7 +65,8 @@ class AdminRoutes:
     def _guarded(handler: Any) -> Any:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
-                return await handler(request)
+                response: web.StreamResponse = await handler(request)
+                return response
             except (AdminError, ValueError, TypeError) as err:
                 return replies.admin_error(str(err))
 

@@ -190,7 +190,8 @@ class ApiRoutes:
     def _refusals(self, handler: Any) -> Any:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
-                return await handler(request)
+                response: web.StreamResponse = await handler(request)
+                return response
             except RequestRefused as refused:
                 return replies.error(refused.code, self.state.error_shape)
 

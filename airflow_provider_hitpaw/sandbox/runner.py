@@ -304,32 +304,38 @@ class SandboxProcess(_HandleBase):
         )
         try:
             with urllib.request.urlopen(request, timeout=_CALL_TIMEOUT) as response:  # noqa: S310
-                return json.loads(response.read())
+                result: Any = json.loads(response.read())
+                return result
         except urllib.error.HTTPError as err:
             detail = err.read().decode("utf-8", "replace")[:500]
             raise RuntimeError(f"sandbox admin {method} {path} failed: HTTP {err.code} {detail}") from None
 
     def stats(self) -> dict[str, Any]:
         """What ``GET /admin/stats`` returns."""
-        return self._admin("GET", "/admin/stats")
+        reply: dict[str, Any] = self._admin("GET", "/admin/stats")
+        return reply
 
     def faults(self) -> dict[str, Any]:
         """The fault settings, as ``GET /admin/faults`` returns them."""
-        return self._admin("GET", "/admin/faults")
+        reply: dict[str, Any] = self._admin("GET", "/admin/faults")
+        return reply
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:
         """Change some fault settings (the fields of :class:`FaultConfig`). Returns all of them."""
         if "fault_endpoints" in changes:
             changes["fault_endpoints"] = sorted(changes["fault_endpoints"])
-        return self._admin("POST", "/admin/faults", changes)
+        reply: dict[str, Any] = self._admin("POST", "/admin/faults", changes)
+        return reply
 
     def add_key(self, api_key: str, coins: int) -> dict[str, Any]:
         """Add an API key or set its balance. Returns ``{"key_id", "balance"}``."""
-        return self._admin("POST", "/admin/keys", {"api_key": api_key, "coins": coins})
+        reply: dict[str, Any] = self._admin("POST", "/admin/keys", {"api_key": api_key, "coins": coins})
+        return reply
 
     def rotate_key(self, old_key: str, new_key: str) -> dict[str, Any]:
         """Revoke ``old_key``; its account (jobs, coins) answers to ``new_key`` from now on."""
-        return self._admin("POST", "/admin/keys/rotate", {"old_key": old_key, "new_key": new_key})
+        reply: dict[str, Any] = self._admin("POST", "/admin/keys/rotate", {"old_key": old_key, "new_key": new_key})
+        return reply
 
     def configure(
         self,
@@ -341,7 +347,8 @@ class SandboxProcess(_HandleBase):
         """Change the error body shape, the duration of new jobs or the lifetime of results.
         Returns the settings."""
         changes = {"error_shape": error_shape, "job_seconds": job_seconds, "result_seconds": result_seconds}
-        return self._admin("POST", "/admin/settings", {k: v for k, v in changes.items() if v is not None})
+        reply: dict[str, Any] = self._admin("POST", "/admin/settings", {k: v for k, v in changes.items() if v is not None})
+        return reply
 
     def create_jobs(
         self,
@@ -360,7 +367,8 @@ class SandboxProcess(_HandleBase):
         }
         if result_bytes is not None:
             payload["result_bytes"] = result_bytes
-        return self._admin("POST", "/admin/jobs", payload)["job_ids"]
+        job_ids: list[str] = self._admin("POST", "/admin/jobs", payload)["job_ids"]
+        return job_ids
 
     def reset(self) -> None:
         """Back to the state at start: no jobs, records or counters; starting keys, balances and faults."""
