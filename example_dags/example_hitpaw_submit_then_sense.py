@@ -2,15 +2,18 @@
 
 Runs unchanged against HitPaw or the local sandbox: the ``hitpaw_default`` connection decides.
 Splitting submission and wait lets the (paid) submission succeed once even if the wait is retried.
+Params: ``img_url`` (your photo; empty uses the sandbox's sample), ``model_name``, ``output_dir``.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pendulum
 from airflow.sdk import DAG, Param, task
 
+from airflow_provider_hitpaw.errors import HitPawValidationError
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.models import PHOTO_MODELS
 from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
@@ -18,11 +21,6 @@ from airflow_provider_hitpaw.sensors.hitpaw import TaskStatusSensor
 
 START_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
 TAGS = ["example", "hitpaw"]
-
-#: The photo to enhance: the ``img_url`` param when given, else the sample photo served next to the API
-#: of the ``hitpaw_default`` connection. That sample exists on the local HitPaw sandbox only: against
-#: the real HitPaw, pass your own public photo URL as ``img_url``.
-IMG_URL = "{{ params.img_url or (conn.hitpaw_default.host ~ '/samples/portrait.jpg') }}"
 IMG_URL_PARAM = Param(
     None,
     type=["null", "string"],
@@ -39,6 +37,23 @@ OUTPUT_DIR_PARAM = Param(
     description="Folder (local path or object-storage URL) the enhanced photo is copied to.",
 )
 
+
+def sample_photo_url(conn_id: str = "hitpaw_default") -> str:
+    """The sample photo served next to the API of the connection, which only the HitPaw sandbox has.
+
+    Built from the hook's base URL (the connection's host and port, normalized), not from the raw host
+    field. The real HitPaw serves no sample: against it, this fails before any request is sent.
+    """
+    base_url = HitPawHook(conn_id).settings.base_url
+    host = urlsplit(base_url).hostname or ""
+    if host == "hitpaw.com" or host.endswith(".hitpaw.com"):
+        raise HitPawValidationError(
+            f"Connection {conn_id!r} points at HitPaw ({base_url}), which serves no sample photo: "
+            "pass your own public photo URL as the 'img_url' param"
+        )
+    return f"{base_url}/samples/portrait.jpg"
+
+
 with DAG(
     dag_id="example_hitpaw_submit_then_sense",
     schedule=None,
@@ -48,10 +63,16 @@ with DAG(
     params={"img_url": IMG_URL_PARAM, "model_name": MODEL_PARAM, "output_dir": OUTPUT_DIR_PARAM},
     doc_md=__doc__,
 ) as dag:
+
+    @task
+    def photo_url(params: dict[str, Any] | None = None) -> str:
+        """The ``img_url`` param, else the sandbox's sample photo."""
+        return (params or {}).get("img_url") or sample_photo_url()
+
     # [START howto_sensor_hitpaw_task_status]
     submit = EnhancePhotoOperator(
         task_id="submit",
-        img_url=IMG_URL,
+        img_url=photo_url(),
         model_name="{{ params.model_name }}",
         wait_for_completion=False,
     )
