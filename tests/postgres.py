@@ -58,11 +58,12 @@ class PostgresCluster:
             raise PostgresError("PostgreSQL server binaries (initdb, pg_ctl) not found")
         self.bin_dir = found
         self.start_timeout = start_timeout
-        self.root = Path(tempfile.mkdtemp(prefix="hitpaw-postgres-"))
+        self.run_as = UNPRIVILEGED_USER if os.geteuid() == 0 else None
+        # As root, in /tmp: the unprivileged user must reach the folder (TMPDIR may be root's own).
+        self.root = Path(tempfile.mkdtemp(prefix="hitpaw-postgres-", dir="/tmp" if self.run_as else None))
         self.data_dir = self.root / "data"
         self.log_path = self.root / "server.log"
         self.port = free_port()
-        self.run_as = UNPRIVILEGED_USER if os.geteuid() == 0 else None
         self._started = False
 
     @property
