@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -14,6 +14,9 @@ from airflow_provider_hitpaw.api import TaskStatus
 from airflow_provider_hitpaw.errors import HitPawError, HitPawRateLimitError
 from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
 from airflow_provider_hitpaw.retries import RetryPolicy
+
+if TYPE_CHECKING:  # the hook module is imported when a trigger runs, not when a DAG is parsed
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook
 
 #: The longest pause after a run of transient errors.
 MAX_ERROR_BACKOFF_SECONDS = 60.0
@@ -51,7 +54,7 @@ class HitPawTaskStatusTrigger(BaseTrigger):
         poll_interval: float = 5.0,
         max_consecutive_errors: int = 5,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         self.job_id = job_id
         self.deadline = float(deadline)
         self.hitpaw_conn_id = hitpaw_conn_id
@@ -72,13 +75,13 @@ class HitPawTaskStatusTrigger(BaseTrigger):
             },
         )
 
-    def _hook(self) -> Any:
+    def _hook(self) -> HitPawAsyncHook:
         from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook
 
         return HitPawAsyncHook(self.hitpaw_conn_id, retry_policy=_SINGLE_ATTEMPT)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield TriggerEvent(await self._wait())
+        yield TriggerEvent(await self._wait())  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _wait(self) -> dict[str, Any]:
         hook = self._hook()
@@ -132,7 +135,7 @@ class HitPawTaskStatusTrigger(BaseTrigger):
                 pause = self.poll_interval
             await asyncio.sleep(max(0.0, min(pause, self.deadline - time.time())))
 
-    async def _status_before_deadline(self, hook: Any) -> TaskStatus:
+    async def _status_before_deadline(self, hook: HitPawAsyncHook) -> TaskStatus:
         """One status request, cut off at the deadline whatever the connection's timeouts say."""
         remaining = self.deadline - time.time()
         limit = hook.request_time_limit
@@ -145,9 +148,9 @@ class HitPawTaskStatusTrigger(BaseTrigger):
         return await asyncio.wait_for(hook.get_task_status(self.job_id), remaining)  # pragma: no cover
 
     def _error_pause(self, errors_in_a_row: int, err: HitPawError) -> float:
-        pause = min(MAX_ERROR_BACKOFF_SECONDS, self.poll_interval * 2 ** (errors_in_a_row - 1))
+        pause = min(MAX_ERROR_BACKOFF_SECONDS, self.poll_interval * 2.0 ** (errors_in_a_row - 1))
         if isinstance(err, HitPawRateLimitError) and err.retry_after is not None:
-            pause = max(pause, err.retry_after)
+            pause = max(pause, float(err.retry_after))
         return pause
 
     def _request_error(self, err: BaseException, note: str = "") -> dict[str, Any]:
