@@ -78,7 +78,7 @@ class ChaosSettings:
     connect_timeout: float = 2.0
     read_timeout: float = 1.5
     slow_seconds: float = 2.5
-    poll_interval: float = 0.2
+    poll_interval: float = 1.0  # the provider's floor (events.MIN_POLL_INTERVAL_SECONDS)
     wait_timeout: float = 45.0
     max_attempts: int = 8
     seed: int | None = 5
