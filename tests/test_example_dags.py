@@ -198,8 +198,17 @@ def connection_forms(sandbox: Any) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("form", ["trailing_slash", "port_field", "uri"])
-@pytest.mark.parametrize("dag_id", list(EXAMPLE_FILES))
+#: Every form on one example; each other example (its own copy of ``sample_photo_url``) with one form.
+SAMPLE_URL_CASES = [
+    ("example_hitpaw_enhance_photo", "trailing_slash"),
+    ("example_hitpaw_enhance_photo", "port_field"),
+    ("example_hitpaw_enhance_photo", "uri"),
+    ("example_hitpaw_batch", "port_field"),
+    ("example_hitpaw_submit_then_sense", "uri"),
+]
+
+
+@pytest.mark.parametrize(("dag_id", "form"), SAMPLE_URL_CASES)
 def test_the_sample_photo_url_comes_from_the_hooks_base_url_whatever_the_connection_form(
     airflow_db, sandbox, monkeypatch, tmp_path, dag_id, form
 ):
