@@ -39,6 +39,8 @@ LONG_LABEL = "hitpaw_postgres_long_label"
 URL_LENGTH = 700
 RUN_TIMEOUT = 150
 LONG_LABEL_SOURCE = """
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import DAG, Param
 
@@ -47,7 +49,7 @@ from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
 with DAG("hitpaw_postgres_long_label", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
          params={"img_urls": Param([], type="array")}) as dag:
     EnhancePhotoOperator.partial(
-        task_id="enhance_photo", model_name="face_2x", poll_interval=1, retries=2,
+        task_id="enhance_photo", model_name="face_2x", poll_interval=1, retries=2, retry_delay=timedelta(0),
         map_index_template="{{ task.img_url }}",  # a user's own label: the whole URL
     ).expand(img_url=["__URLS__"])
 """
@@ -120,7 +122,8 @@ def test_long_photo_urls_on_postgres_the_batch_succeeds_and_an_overlong_label_fa
                 "WHERE task_id = 'enhance_photo' AND map_index >= 0"
             ))
             long_states = dict(postgres.query(
-                "SELECT map_index, state FROM task_instance WHERE dag_id = %s AND task_id = 'enhance_photo'",
+                "SELECT map_index, state || ' in try ' || try_number FROM task_instance "
+                "WHERE dag_id = %s AND task_id = 'enhance_photo'",
                 LONG_LABEL,
             ))
     finally:
@@ -131,7 +134,7 @@ def test_long_photo_urls_on_postgres_the_batch_succeeds_and_an_overlong_label_fa
     assert labels[f"{BATCH}[0]"] == labels[f"{BATCH}[1]"] == "portrait.jpg", labels
     # 2. The task whose own label is too long failed in its first try, its failure recorded in
     # PostgreSQL with the label cut to the column; nothing was submitted for it.
-    assert long_states == {0: "failed"}, long_states
+    assert long_states == {0: "failed in try 1"}, long_states
     assert 0 < len(labels[f"{LONG_LABEL}[0]"] or "") <= 250, labels
     assert sorted(s["img_url"] for s in submissions) == sorted(batch_urls), [s["img_url"][:80] for s in submissions]
     print(f"PostgreSQL deployment test: {time.monotonic() - started:.0f} s")
