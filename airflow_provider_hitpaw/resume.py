@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_hitpaw.api import JOB_ID_PATTERN
@@ -124,7 +124,7 @@ class JobMemory:
     def record_intent(self, fingerprint: str, try_number: int) -> None:
         """Write, before the POST, that a submission is about to be sent (it replaces a stored job)."""
         if self._store is not None:
-            started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            started_at = datetime.now(UTC).isoformat(timespec="seconds")
             self._store.set(STATE_KEY, SubmissionIntent(fingerprint, try_number, started_at).to_stored())
 
     def save(self, job: StoredJob) -> None:

@@ -73,7 +73,7 @@ def write_markdown(path: Path, results: list[BenchResult], command: str, seconds
     lines = [
         "# Benchmarks",
         "",
-        f"Run on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC in {seconds / 60:.1f} minutes. "
+        f"Run on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC in {seconds / 60:.1f} minutes. "
         f"Rerun with `{command}` (full run; `make bench-quick` is the short CI variant, which does "
         "not write this file).",
         "",

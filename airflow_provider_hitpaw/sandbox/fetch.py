@@ -6,8 +6,6 @@ default, not a service to expose to untrusted callers.
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 _CHUNK = 64 * 1024
@@ -42,5 +40,5 @@ async def fetch_bytes(session: aiohttp.ClientSession, url: str, *, timeout: floa
             return bytes(body)
     except FetchError:
         raise
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, UnicodeError) as err:
+    except (TimeoutError, aiohttp.ClientError, ValueError, UnicodeError) as err:
         raise FetchError(type(err).__name__) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -92,7 +91,7 @@ class HitPawTaskStatusTrigger(BaseTrigger):
                 return self._timeout(last_status)
             try:
                 status = await self._status_before_deadline(hook)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return self._timeout(last_status)
             except HitPawError as err:
                 if not err.retryable:
@@ -142,10 +141,8 @@ class HitPawTaskStatusTrigger(BaseTrigger):
         if limit is not None and remaining > limit + 1:
             # The request's own time limit ends first: no second timer needed on this poll.
             return await hook.get_task_status(self.job_id)
-        if sys.version_info >= (3, 11):  # asyncio.timeout costs no extra task per poll
-            async with asyncio.timeout(remaining):
-                return await hook.get_task_status(self.job_id)
-        return await asyncio.wait_for(hook.get_task_status(self.job_id), remaining)  # pragma: no cover
+        async with asyncio.timeout(remaining):  # costs no extra task per poll, unlike wait_for
+            return await hook.get_task_status(self.job_id)
 
     def _error_pause(self, errors_in_a_row: int, err: HitPawError) -> float:
         pause = min(MAX_ERROR_BACKOFF_SECONDS, self.poll_interval * 2.0 ** (errors_in_a_row - 1))
