@@ -257,6 +257,8 @@ def test_trigger_keeps_polling_an_undocumented_status(monkeypatch, scripted, sta
     scripted.script(TASK_STATUS_PATH, Step(200, {"code": 200, "data": {
         "job_id": "job-1", "status": status, "res_url": "https://r.example/job-1/out.jpg"}}))
     before = scripted.count(TASK_STATUS_PATH)
+    # Below the provider's 1 s floor, so that this check of statuses stays fast.
+    monkeypatch.setattr("airflow_provider_hitpaw.triggers.hitpaw.MIN_POLL_INTERVAL_SECONDS", 0.05)
     trigger = HitPawTaskStatusTrigger("job-1", time.time() + 0.3, conn_id, poll_interval=0.05)
 
     async def run() -> list[dict[str, Any]]:

@@ -61,15 +61,15 @@ def _prepare(dag: Any, deferrable: bool) -> None:
     for task in dag.tasks:
         partial = getattr(task, "partial_kwargs", None)
         if partial is not None:
-            partial.update(poll_interval=0.1, deferrable=deferrable, retries=1, retry_delay=timedelta(0))
+            partial.update(poll_interval=1, deferrable=deferrable, retries=1, retry_delay=timedelta(0))
             continue
         task.retries, task.retry_delay = 1, timedelta(0)
         if task.task_type in ("EnhancePhotoOperator", "TaskStatusSensor"):
             task.deferrable = deferrable
         if hasattr(task, "poll_interval"):
-            task.poll_interval = 0.1
+            task.poll_interval = 1
         if task.task_type == "TaskStatusSensor":
-            task.poke_interval = 0.1
+            task.poke_interval = 1
 
 
 # (DAG file, faults, expected run state)

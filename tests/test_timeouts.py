@@ -175,7 +175,7 @@ def test_trickled_submission_reply_is_cut_and_sent_once(monkeypatch, scripted):
 
 def _operator(conn_id: str, deferrable: bool) -> EnhancePhotoOperator:
     return EnhancePhotoOperator(task_id="enhance", img_url="https://photos.example/a.jpg", model_name="face_2x",
-                                hitpaw_conn_id=conn_id, deferrable=deferrable, poll_interval=0.2,
+                                hitpaw_conn_id=conn_id, deferrable=deferrable, poll_interval=1,
                                 timeout=DEADLINE)
 
 
