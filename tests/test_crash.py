@@ -184,11 +184,12 @@ def test_worker_killed_mid_wait_the_retry_reconnects_to_the_same_job(airflow_db,
 def test_triggerer_killed_mid_wait_comes_back_with_one_event_and_the_same_deadline(monkeypatch):
     from airflow_provider_hitpaw.sandbox import start_sandbox
 
-    with start_sandbox(api_keys={CRASH_KEY: 1000}, job_seconds=3.0) as sandbox:
+    # Long enough for a child started on a busy machine to poll twice (1 s apart) before the job ends.
+    with start_sandbox(api_keys={CRASH_KEY: 1000}, job_seconds=8.0) as sandbox:
         set_hitpaw_connection(monkeypatch, "hitpaw_crash", sandbox.base_url, CRASH_KEY)
         job = HitPawHook("hitpaw_crash").enhance_photo(sandbox.url("/samples/portrait.jpg"), "face_2x", ".jpg")
         deadline = time.time() + 60
-        _, kwargs = HitPawTaskStatusTrigger(job.job_id, deadline, "hitpaw_crash", poll_interval=0.1).serialize()
+        _, kwargs = HitPawTaskStatusTrigger(job.job_id, deadline, "hitpaw_crash", poll_interval=1).serialize()
         stored = json.dumps(kwargs)  # what the trigger row keeps in the metadata DB
 
         child = spawn("trigger", stored)
