@@ -613,6 +613,17 @@ def test_checks_that_can_fail_run_before_the_submission(scripted, canary_conn):
     assert scripted.requests == []
 
 
+@pytest.mark.parametrize("output_path", ["file://nas/share/out/", "https://bucket.example/out/", "file:relative/"])
+def test_an_output_path_that_cannot_be_written_fails_before_paying(scripted, canary_conn, output_path):
+    with pytest.raises(HitPawValidationError, match="output_path|file:"):
+        operator(hitpaw_conn_id=canary_conn, output_path=output_path)  # a literal: refused at parse time
+    op = operator(hitpaw_conn_id=canary_conn, output_path="{{ params.out }}")
+    op.output_path = output_path  # as rendered
+    with pytest.raises(HitPawValidationError, match="output_path|file:"):
+        op.execute(make_context(store=FakeTaskStateStore()))
+    assert scripted.requests == []
+
+
 def test_a_poll_interval_below_the_floor_at_run_time_is_raised_to_it(scripted, canary_conn):
     scripted.script(PHOTO_ENHANCER_PATH, ok({"job_id": "job-42", "consume_coins": 10}))
     op = operator(hitpaw_conn_id=canary_conn, deferrable=True)

@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_hitpaw import labels
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
+from airflow_provider_hitpaw.downloads import check_destination
 from airflow_provider_hitpaw.errors import (
     HitPawError,
     HitPawJobFailedError,
@@ -37,7 +38,6 @@ from airflow_provider_hitpaw.models import (
     PHOTO_OUTPUT_FORMATS,
     build_submit_payload,
     extension_from_url,
-    normalize_extension,
     validate_dpi,
     validate_exif,
     validate_extension,
@@ -204,9 +204,10 @@ class EnhancePhotoOperator(BaseOperator):
         photos).
     :param timeout: seconds the wait may last, counted from the submission (or the reconnection); at
         most 30 days.
-    :param output_path: where to copy the result: a local path or an ``ObjectStoragePath`` URL such as
-        ``s3://bucket/photos/``; a folder (existing, or ending with ``/``) gets the result's file name.
-        (templated)
+    :param output_path: where to copy the result: a local path, a ``file:`` URI or an
+        ``ObjectStoragePath`` URL such as ``s3://bucket/photos/``. A folder (existing, or ending with
+        ``/``) gets ``<photo stem>-<job_id><extension>``, so tasks sharing a folder never overwrite each
+        other. Its form is checked before the submission. (templated)
     :param allow_unknown_model: send a model name this provider does not list.
     :param max_consecutive_errors: transient status errors in a row that end a deferred wait.
     :param new_job: ask for a new job (which costs coins) where the first try of a clear would
@@ -280,15 +281,16 @@ class EnhancePhotoOperator(BaseOperator):
             if extension is None:
                 extension = output_extension_for(self.img_url, None)
         if extension is not None and not is_template(extension):
-            if model_known:
-                validate_extension(extension, spec)
-            else:
-                normalize_extension(extension)
+            validate_extension(extension, spec if model_known else None)
         if not is_template(self.dpi):
             validate_dpi(self.dpi)
+        if self.output_path and not is_template(self.output_path):
+            check_destination(self.output_path)
 
     def _submission_payload(self) -> dict[str, Any]:
         """The rendered arguments, checked in full; raises before any request is sent."""
+        if self.output_path:
+            check_destination(self.output_path)  # a result paid for and then not kept is money lost
         validate_url(self.img_url)
         extension = output_extension_for(self.img_url, self.extension or None)
         return build_submit_payload(
