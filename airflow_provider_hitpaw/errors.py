@@ -12,6 +12,7 @@ from airflow.exceptions import AirflowException
 
 from airflow_provider_hitpaw.contract.codes import ERROR_CODES as CONTRACT_CODES
 from airflow_provider_hitpaw.contract.codes import ErrorKind
+from airflow_provider_hitpaw.version_compat import AirflowFailException
 
 
 class HitPawError(AirflowException):
@@ -144,6 +145,36 @@ class HitPawSubmitOutcomeUnknownError(HitPawError):
         self.img_url = img_url
         self.model_name = model_name
         super().__init__(message, **kwargs)
+
+
+class HitPawSubmitOutcomeUnknownFailure(HitPawSubmitOutcomeUnknownError, AirflowFailException):
+    """A submission's outcome is unknown, so the task fails *without* Airflow retries.
+
+    It is still a :class:`HitPawSubmitOutcomeUnknownError`. A retry would submit again and, if the
+    first submission did create a job, pay twice: HitPaw has no idempotency key and no way to list
+    jobs. Raised when the reply was lost, when the try was interrupted (``execution_timeout``, a kill
+    signal) while the submission may have been in flight, and by every later try of the same task
+    instance that finds such a submission in ``task_state_store`` (Airflow 3.3+), a plain clear
+    included. Check the account's usage, then ask for a new job (see ``new_job``).
+    """
+
+
+class HitPawJobFailedFailure(HitPawJobFailedError, AirflowFailException):
+    """A failed job that ends the task *without* Airflow retries.
+
+    It is still a :class:`HitPawJobFailedError` (the ``Failure`` suffix marks the
+    ``AirflowFailException`` variants, like :class:`HitPawSubmitOutcomeUnknownFailure`). The operator
+    raises it for NSFW, REJECT and CANCEL, which a new submission would pay for and most likely meet
+    again; the sensor for every failed job, which no retry of the sensor can change.
+    """
+
+
+class MapIndexTooLongError(HitPawValidationError, AirflowFailException):
+    """A mapped task's ``map_index_template`` renders longer than Airflow's database can store.
+
+    Raised before any request, so nothing is paid; the task fails without retries (the template
+    would render the same again).
+    """
 
 
 class HitPawWaitTimeoutError(HitPawError):

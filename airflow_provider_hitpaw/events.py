@@ -1,5 +1,14 @@
-"""Reading the event of :class:`~airflow_provider_hitpaw.triggers.hitpaw.HitPawTaskStatusTrigger`,
-and the waiting rules the operator, the sensor and the trigger share.
+"""The protocol between :class:`~airflow_provider_hitpaw.triggers.hitpaw.HitPawTaskStatusTrigger` and the
+task it resumes: every event is built here and read here, and :class:`CompletedJob` is the result both
+the operator and the sensor hand to XCom. Also the waiting rules all three share (poll floor, wait cap,
+deferral grace, which failures are final).
+
+An event is a dict with ``status``, one of:
+
+- ``success``: ``job_id``, ``hitpaw_status``, ``res_url``, ``original_url``;
+- ``error``: ``job_id``, ``message``, and ``hitpaw_status`` (the job failed) or ``error_class``,
+  ``error_code`` and ``http_status`` (a status request failed);
+- ``timeout``: ``job_id``, ``hitpaw_status`` (the last one seen) and ``message``.
 
 Only ``success`` is success: an ``error``, a ``timeout``, or an event of any other shape raises a typed
 error, so nothing unexpected can pass for a finished job.
@@ -7,16 +16,20 @@ error, so nothing unexpected can pass for a finished job.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hitpaw import errors
 from airflow_provider_hitpaw.errors import (
     HitPawError,
     HitPawJobFailedError,
+    HitPawJobFailedFailure,
     HitPawResponseError,
     HitPawWaitTimeoutError,
 )
-from airflow_provider_hitpaw.version_compat import AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_provider_hitpaw.api import TaskStatus
 
 SUCCESS = "success"
 ERROR = "error"
@@ -44,14 +57,86 @@ FINAL_FAILURE_STATES = frozenset({"NSFW", "REJECT", "CANCEL"})
 _MAX_MESSAGE_CHARS = 1000
 
 
-class HitPawJobFailedFailure(HitPawJobFailedError, AirflowFailException):
-    """A failed job that ends the task *without* Airflow retries.
+@dataclass(frozen=True)
+class CompletedJob:
+    """A job that ended COMPLETED, as a task reports it.
 
-    It is still a :class:`~airflow_provider_hitpaw.errors.HitPawJobFailedError` (the ``Failure`` suffix
-    marks the ``AirflowFailException`` variants, like ``HitPawSubmitOutcomeUnknownFailure``). The
-    operator raises it for NSFW, REJECT and CANCEL, which a new submission would pay for and most likely
-    meet again; the sensor for every failed job, which no retry of the sensor can change.
+    :param job_id: the job.
+    :param hitpaw_status: the final state as HitPaw wrote it.
+    :param res_url: the result's URL.
+    :param original_url: the input's URL as HitPaw keeps it.
     """
+
+    job_id: str
+    hitpaw_status: str | None
+    res_url: str
+    original_url: str | None = None
+
+    @classmethod
+    def from_status(cls, status: TaskStatus) -> CompletedJob:
+        if not status.is_success or not status.res_url:
+            raise HitPawResponseError("The job has not COMPLETED with a res_url", job_id=status.job_id)
+        return cls(status.job_id, status.raw_status, status.res_url, status.original_url)
+
+    def to_xcom(self) -> dict[str, Any]:
+        """The task's return value: ``{"job_id", "status", "res_url", "original_url"}``."""
+        return {
+            "job_id": self.job_id,
+            "status": self.hitpaw_status,
+            "res_url": self.res_url,
+            "original_url": self.original_url,
+        }
+
+
+# --- the events, as the trigger builds them -------------------------------------------------------
+
+
+def success_event(status: TaskStatus) -> dict[str, Any]:
+    return {
+        "status": SUCCESS,
+        "job_id": status.job_id,
+        "hitpaw_status": status.raw_status,
+        "res_url": status.res_url,
+        "original_url": status.original_url,
+    }
+
+
+def job_failed_event(status: TaskStatus) -> dict[str, Any]:
+    return {
+        "status": ERROR,
+        "job_id": status.job_id,
+        "hitpaw_status": status.raw_status,
+        "message": f"HitPaw job {status.job_id} ended in {status.raw_status}",
+    }
+
+
+def request_error_event(job_id: str, err: BaseException, note: str = "") -> dict[str, Any]:
+    """A status request failed (for good, or too many times in a row)."""
+    event: dict[str, Any] = {
+        "status": ERROR,
+        "job_id": job_id,
+        "error_class": type(err).__name__,
+        "message": f"{err}{note}",
+    }
+    if isinstance(err, HitPawError):
+        event["error_code"] = err.code
+        event["http_status"] = err.http_status
+    return event
+
+
+def timeout_event(job_id: str, last_status: str | None) -> dict[str, Any]:
+    return {
+        "status": TIMEOUT,
+        "job_id": job_id,
+        "hitpaw_status": last_status,
+        "message": (
+            f"HitPaw job {job_id} had not ended by the deadline (last status: "
+            f"{last_status or 'none seen'}); it may still finish at HitPaw"
+        ),
+    }
+
+
+# --- the events, as the task reads them -----------------------------------------------------------
 
 
 def is_final_failure(job_status: object) -> bool:
@@ -72,12 +157,12 @@ def job_failed_error(
     return error_class(message, job_id=job_id, job_status=job_status)
 
 
-def completed_job_from_event(event: object, *, job_id: str | None = None) -> dict[str, Any]:
+def completed_job_from_event(event: object, *, job_id: str | None = None) -> CompletedJob:
     """The ``success`` event's payload, or the typed error the event stands for.
 
     :param event: what the trigger yielded.
     :param job_id: the job the task waits on; an event about another job is refused.
-    :return: the event, with ``job_id``, ``hitpaw_status``, ``res_url`` and ``original_url``.
+    :return: the completed job.
     :raises HitPawJobFailedError: the job ended in a failure state (:class:`HitPawJobFailedFailure`
         for one of :data:`FINAL_FAILURE_STATES`).
     :raises HitPawWaitTimeoutError: the trigger's deadline passed first.
@@ -99,9 +184,15 @@ def completed_job_from_event(event: object, *, job_id: str | None = None) -> dic
 
     if status == SUCCESS:
         res_url = event.get("res_url")
-        if not isinstance(res_url, str) or not res_url:
+        if not isinstance(res_url, str) or not res_url or not isinstance(event_job_id, str):
             raise HitPawResponseError("The job is COMPLETED but HitPaw gave no res_url", job_id=job_id)
-        return event
+        hitpaw_status, original_url = event.get("hitpaw_status"), event.get("original_url")
+        return CompletedJob(
+            job_id=event_job_id,
+            hitpaw_status=str(hitpaw_status) if hitpaw_status is not None else None,
+            res_url=res_url,
+            original_url=original_url if isinstance(original_url, str) else None,
+        )
     if status == ERROR:
         job_status = event.get("hitpaw_status")
         if job_status:

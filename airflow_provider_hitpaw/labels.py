@@ -16,8 +16,7 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from airflow_provider_hitpaw.errors import HitPawValidationError
-from airflow_provider_hitpaw.version_compat import AirflowFailException
+from airflow_provider_hitpaw.errors import MapIndexTooLongError
 
 #: The length of Airflow's ``task_instance.rendered_map_index`` column (Airflow 3.1 to 3.3).
 RENDERED_MAP_INDEX_LIMIT = 250
@@ -27,14 +26,6 @@ PHOTO_LABEL_LIMIT = 80
 _LABEL_TAIL = 16
 _FALLBACK_LABEL = "photo"
 _WHITESPACE = re.compile(r"\s+")
-
-
-class MapIndexTooLongError(HitPawValidationError, AirflowFailException):
-    """A mapped task's ``map_index_template`` renders longer than Airflow's database can store.
-
-    Raised before any request, so nothing is paid; the task fails without retries (the template
-    would render the same again).
-    """
 
 
 def shorten(text: str, limit: int) -> str:

@@ -227,7 +227,7 @@ async def trigger_task(task: TaskOutcome, settings: ChaosSettings) -> None:
                                       settings.poll_interval, max_consecutive_errors=settings.max_attempts)
     event = await run_trigger_from_serialized(trigger)
     completed = completed_job_from_event(event, job_id=job.job_id)
-    task.res_url = completed["res_url"]
+    task.res_url = completed.res_url
     task.outcome = "success"
 
 

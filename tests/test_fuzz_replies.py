@@ -183,7 +183,7 @@ def test_trigger_status_replies(monkeypatch, scripted, status_code, body):
     except HitPawError:
         assert event["status"] != "success"
     else:
-        assert completed["res_url"].startswith(("http://", "https://"))
+        assert completed.res_url.startswith(("http://", "https://"))
 
 
 @FUZZ

@@ -615,11 +615,11 @@ def test_checks_that_can_fail_run_before_the_submission(scripted, canary_conn):
 
 @pytest.mark.parametrize("output_path", ["file://nas/share/out/", "https://bucket.example/out/", "file:relative/"])
 def test_an_output_path_that_cannot_be_written_fails_before_paying(scripted, canary_conn, output_path):
-    with pytest.raises(HitPawValidationError, match="output_path|file:"):
+    with pytest.raises(HitPawValidationError, match=r"output_path|file:"):
         operator(hitpaw_conn_id=canary_conn, output_path=output_path)  # a literal: refused at parse time
     op = operator(hitpaw_conn_id=canary_conn, output_path="{{ params.out }}")
     op.output_path = output_path  # as rendered
-    with pytest.raises(HitPawValidationError, match="output_path|file:"):
+    with pytest.raises(HitPawValidationError, match=r"output_path|file:"):
         op.execute(make_context(store=FakeTaskStateStore()))
     assert scripted.requests == []
 

@@ -11,8 +11,13 @@ from operator_support import make_context
 from scripted_server import Step, status_step
 
 from airflow_provider_hitpaw.api import TASK_STATUS_PATH
-from airflow_provider_hitpaw.errors import HitPawAuthError, HitPawJobFailedError, HitPawValidationError
-from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS, HitPawJobFailedFailure
+from airflow_provider_hitpaw.errors import (
+    HitPawAuthError,
+    HitPawJobFailedError,
+    HitPawJobFailedFailure,
+    HitPawValidationError,
+)
+from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
 from airflow_provider_hitpaw.sensors.hitpaw import (
     DEFERRAL_GRACE_SECONDS,
     NO_TRIGGER_DEADLINE,

@@ -189,3 +189,35 @@ def test_serialized_poll_intervals_below_the_floor_are_raised_to_it():
         trigger = HitPawTaskStatusTrigger("job-1", time.time() + 60, poll_interval=value)
         assert trigger.serialize()[1]["poll_interval"] == MIN_POLL_INTERVAL_SECONDS
     assert HitPawTaskStatusTrigger("job-1", 1.0, poll_interval=7).poll_interval == 7
+
+
+def test_every_event_the_trigger_builds_is_one_the_task_reads():
+    """The protocol is one module: each builder's event reads back as the value or error it stands for."""
+    from airflow_provider_hitpaw.api import JobStatus, TaskStatus
+    from airflow_provider_hitpaw.errors import (
+        HitPawJobFailedFailure,
+        HitPawRateLimitError,
+        HitPawWaitTimeoutError,
+    )
+    from airflow_provider_hitpaw.events import (
+        CompletedJob,
+        completed_job_from_event,
+        job_failed_event,
+        request_error_event,
+        success_event,
+        timeout_event,
+    )
+
+    done = TaskStatus("job-1", JobStatus.COMPLETED, "COMPLETED", "https://r.example/out.png", "https://p/in.jpg")
+    completed = completed_job_from_event(success_event(done), job_id="job-1")
+    assert completed == CompletedJob("job-1", "COMPLETED", "https://r.example/out.png", "https://p/in.jpg")
+    assert completed.to_xcom() == {"job_id": "job-1", "status": "COMPLETED",
+                                   "res_url": "https://r.example/out.png", "original_url": "https://p/in.jpg"}
+    with pytest.raises(HitPawJobFailedFailure):
+        completed_job_from_event(job_failed_event(TaskStatus("job-1", JobStatus.NSFW, "NSFW")), job_id="job-1")
+    limited = HitPawRateLimitError("slow down", http_status=429, code=100429000, job_id="job-1")
+    with pytest.raises(HitPawRateLimitError) as raised:
+        completed_job_from_event(request_error_event("job-1", limited, " (5 in a row)"), job_id="job-1")
+    assert (raised.value.code, raised.value.http_status) == (100429000, 429)
+    with pytest.raises(HitPawWaitTimeoutError, match="CONVERTING"):
+        completed_job_from_event(timeout_event("job-1", "CONVERTING"), job_id="job-1")

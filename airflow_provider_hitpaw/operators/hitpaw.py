@@ -18,7 +18,9 @@ from airflow_provider_hitpaw.downloads import check_destination
 from airflow_provider_hitpaw.errors import (
     HitPawError,
     HitPawJobFailedError,
+    HitPawJobFailedFailure,
     HitPawSubmitOutcomeUnknownError,
+    HitPawSubmitOutcomeUnknownFailure,
     HitPawTaskNotFoundError,
     HitPawValidationError,
     HitPawWaitTimeoutError,
@@ -27,7 +29,7 @@ from airflow_provider_hitpaw.events import (
     DEFERRAL_GRACE_SECONDS,
     MAX_WAIT_SECONDS,
     MIN_POLL_INTERVAL_SECONDS,
-    HitPawJobFailedFailure,
+    CompletedJob,
     completed_job_from_event,
     is_final_failure,
     job_failed_error,
@@ -51,7 +53,6 @@ from airflow_provider_hitpaw.resume import (
     SubmissionIntent,
     submission_fingerprint,
 )
-from airflow_provider_hitpaw.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -72,18 +73,6 @@ NEW_JOB_HINT = (
     f"{{\"{NEW_JOB_CONF_KEY}\": true}}, or delete this task instance's task state key '{STATE_KEY}' "
     f"(REST API: DELETE .../taskInstances/<task_id>/state-store/{STATE_KEY}) and then clear it."
 )
-
-
-class HitPawSubmitOutcomeUnknownFailure(HitPawSubmitOutcomeUnknownError, AirflowFailException):
-    """A submission's outcome is unknown, so the task fails *without* Airflow retries.
-
-    It is still a :class:`HitPawSubmitOutcomeUnknownError`. A retry would submit again and, if the
-    first submission did create a job, pay twice: HitPaw has no idempotency key and no way to list
-    jobs. Raised when the reply was lost, when the try was interrupted (``execution_timeout``, a kill
-    signal) while the submission may have been in flight, and by every later try of the same task
-    instance that finds such a submission in ``task_state_store`` (Airflow 3.3+), a plain clear
-    included. Check the account's usage, then ask for a new job (see ``new_job``).
-    """
 
 
 def parse_flag(value: object, name: str) -> bool:
@@ -342,7 +331,7 @@ class EnhancePhotoOperator(BaseOperator):
                 self._remember(memory, job, intent_kept)
 
         if status is not None and status.is_success:
-            return self._finish(context, job.job_id, job.consume_coins, status.to_dict())
+            return self._finish(context, CompletedJob.from_status(status), job.consume_coins)
         if not self.wait_for_completion:
             return self._summary(job.job_id, job.consume_coins)
 
@@ -368,7 +357,7 @@ class EnhancePhotoOperator(BaseOperator):
             raise self._job_failed(memory, job.job_id, err) from None
         except HitPawWaitTimeoutError as err:
             raise self._wait_timed_out(err) from None
-        return self._finish(context, job.job_id, job.consume_coins, status.to_dict())
+        return self._finish(context, CompletedJob.from_status(status), job.consume_coins)
 
     def execute_complete(
         self,
@@ -387,13 +376,7 @@ class EnhancePhotoOperator(BaseOperator):
         if consume_coins is None:  # resumed without defer()'s kwargs (dag.test() drops them)
             ti = context["ti"]
             consume_coins = ti.xcom_pull(task_ids=ti.task_id, key="consume_coins", map_indexes=ti.map_index)
-        status = {
-            "job_id": completed["job_id"],
-            "status": completed.get("hitpaw_status"),
-            "res_url": completed["res_url"],
-            "original_url": completed.get("original_url"),
-        }
-        return self._finish(context, completed["job_id"], consume_coins, status)
+        return self._finish(context, completed, consume_coins)
 
     # --- remembering the job across tries and clears ----------------------------------------------------
 
@@ -583,23 +566,15 @@ class EnhancePhotoOperator(BaseOperator):
             job_id=err.job_id,
         )
 
-    def _finish(
-        self, context: Context, job_id: str, consume_coins: int | None, status: dict[str, Any]
-    ) -> dict[str, Any]:
-        res_url = status["res_url"]
+    def _finish(self, context: Context, completed: CompletedJob, consume_coins: int | None) -> dict[str, Any]:
+        res_url = completed.res_url
         context["ti"].xcom_push(key=RES_URL_XCOM_KEY, value=res_url)
         output_path = None
         if self.output_path:
             output_path = self.hook.download_result(
-                res_url, self.output_path, job_id=job_id, source_url=self.img_url
+                res_url, self.output_path, job_id=completed.job_id, source_url=self.img_url
             )
-        result = self._summary(job_id, consume_coins)
-        result.update(
-            status=status.get("status"),
-            res_url=res_url,
-            original_url=status.get("original_url"),
-            output_path=output_path,
-        )
+        result = {**completed.to_xcom(), "consume_coins": consume_coins, "output_path": output_path}
         self._result = result
         return result
 

@@ -13,12 +13,17 @@ from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
-from airflow_provider_hitpaw.errors import HitPawJobFailedError, HitPawValidationError, HitPawWaitTimeoutError
+from airflow_provider_hitpaw.errors import (
+    HitPawJobFailedError,
+    HitPawJobFailedFailure,
+    HitPawValidationError,
+    HitPawWaitTimeoutError,
+)
 from airflow_provider_hitpaw.events import (
     DEFERRAL_GRACE_SECONDS,
     MAX_WAIT_SECONDS,
     MIN_POLL_INTERVAL_SECONDS,
-    HitPawJobFailedFailure,
+    CompletedJob,
     completed_job_from_event,
 )
 from airflow_provider_hitpaw.links.hitpaw import RES_URL_XCOM_KEY, HitPawResultLink
@@ -165,7 +170,7 @@ class TaskStatusSensor(BaseSensorOperator):
     def _outcome(self, context: Context, status: TaskStatus) -> PokeReturnValue | bool:
         if status.is_success:
             context["ti"].xcom_push(key=RES_URL_XCOM_KEY, value=status.res_url)
-            return PokeReturnValue(is_done=True, xcom_value=status.to_dict())
+            return PokeReturnValue(is_done=True, xcom_value=CompletedJob.from_status(status).to_xcom())
         if status.is_failure:
             # An AirflowFailException: no retry of the sensor can change a failed job, and silent_fail
             # (which swallows plain exceptions) must not keep polling it until the timeout.
@@ -229,13 +234,8 @@ class TaskStatusSensor(BaseSensorOperator):
             raise
         except HitPawJobFailedError as err:
             raise _final(err) from None
-        context["ti"].xcom_push(key=RES_URL_XCOM_KEY, value=completed["res_url"])
-        return {
-            "job_id": completed["job_id"],
-            "status": completed.get("hitpaw_status"),
-            "res_url": completed["res_url"],
-            "original_url": completed.get("original_url"),
-        }
+        context["ti"].xcom_push(key=RES_URL_XCOM_KEY, value=completed.res_url)
+        return completed.to_xcom()
 
 
 def _final(err: HitPawJobFailedError) -> HitPawJobFailedFailure:

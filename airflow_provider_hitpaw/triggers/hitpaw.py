@@ -11,7 +11,13 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_hitpaw.api import TaskStatus
 from airflow_provider_hitpaw.errors import HitPawError, HitPawRateLimitError
-from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
+from airflow_provider_hitpaw.events import (
+    MIN_POLL_INTERVAL_SECONDS,
+    job_failed_event,
+    request_error_event,
+    success_event,
+    timeout_event,
+)
 from airflow_provider_hitpaw.retries import RetryPolicy
 
 if TYPE_CHECKING:  # the hook module is imported when a trigger runs, not when a DAG is parsed
@@ -117,20 +123,9 @@ class HitPawTaskStatusTrigger(BaseTrigger):
                     log("HitPaw job %s is %s", self.job_id, status.raw_status)
                     last_status = status.raw_status
                 if status.is_success:
-                    return {
-                        "status": "success",
-                        "job_id": self.job_id,
-                        "hitpaw_status": status.raw_status,
-                        "res_url": status.res_url,
-                        "original_url": status.original_url,
-                    }
+                    return success_event(status)
                 if status.is_failure:
-                    return {
-                        "status": "error",
-                        "job_id": self.job_id,
-                        "hitpaw_status": status.raw_status,
-                        "message": f"HitPaw job {self.job_id} ended in {status.raw_status}",
-                    }
+                    return job_failed_event(status)
                 pause = self.poll_interval
             await asyncio.sleep(max(0.0, min(pause, self.deadline - time.time())))
 
@@ -151,24 +146,7 @@ class HitPawTaskStatusTrigger(BaseTrigger):
         return pause
 
     def _request_error(self, err: BaseException, note: str = "") -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "status": "error",
-            "job_id": self.job_id,
-            "error_class": type(err).__name__,
-            "message": f"{err}{note}",
-        }
-        if isinstance(err, HitPawError):
-            event["error_code"] = err.code
-            event["http_status"] = err.http_status
-        return event
+        return request_error_event(self.job_id, err, note)
 
     def _timeout(self, last_status: str | None) -> dict[str, Any]:
-        return {
-            "status": "timeout",
-            "job_id": self.job_id,
-            "hitpaw_status": last_status,
-            "message": (
-                f"HitPaw job {self.job_id} had not ended by the deadline (last status: "
-                f"{last_status or 'none seen'}); it may still finish at HitPaw"
-            ),
-        }
+        return timeout_event(self.job_id, last_status)
