@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy airflow_provider_hitpaw
+	$(VENV)/bin/mypy airflow_provider_hitpaw tests bench
 
 test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -31,7 +31,7 @@ test: lint typecheck
 # At least 200 HitPaw tasks against a faulty sandbox; prints the reliability table (see RELIABILITY.md).
 CHAOS_ARGS ?=
 chaos: $(STAMP)
-	$(PY) tests/chaos_run.py $(CHAOS_ARGS)
+	$(PY) -m bench.chaos_run $(CHAOS_ARGS)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

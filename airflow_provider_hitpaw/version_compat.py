@@ -24,10 +24,16 @@ else:  # 3.1 and 3.2 only have them in airflow.exceptions (deprecated there sinc
         AirflowSkipException,
     )
 
+if AIRFLOW_V_3_3_PLUS:
+    from airflow.sdk.exceptions import TaskDeferred  # type: ignore[attr-defined,unused-ignore]  # (not in 3.1)
+else:
+    from airflow.exceptions import TaskDeferred  # type: ignore[no-redef,unused-ignore]
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_3_PLUS",
     "AirflowFailException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
+    "TaskDeferred",
 ]

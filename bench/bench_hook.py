@@ -34,7 +34,7 @@ def _payload(base_url: str, i: int) -> dict[str, Any]:
 
 def hook_round(hook: Any, base_url: str, n: int, start: int) -> tuple[float, float]:
     """n submit + status round trips through the hook; returns (submit seconds, status seconds)."""
-    from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH
+    from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH
 
     submit_s = status_s = 0.0
     for i in range(start, start + n):

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 # First: it points AIRFLOW_HOME at a throw-away folder before anything imports Airflow.
-from airflow_home import airflow_db  # noqa: F401
-from scripted_server import ScriptedServer
-
-
-def set_hitpaw_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, base_url: str, api_key: str,
-                          **extra: object) -> None:
-    """Define a ``hitpaw`` connection through its ``AIRFLOW_CONN_<ID>`` environment variable."""
-    conn = {"conn_type": "hitpaw", "host": base_url, "password": api_key}
-    if extra:
-        conn["extra"] = extra
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+from tests.support.airflow_home import airflow_db  # noqa: F401
+from tests.support.connections import (
+    SANDBOX_API_KEY,
+    SANDBOX_COINS,
+    SANDBOX_JOB_SECONDS,
+    set_hitpaw_connection,
+)
+from tests.support.scripted_server import ScriptedServer
 
 
 @pytest.fixture
@@ -46,9 +38,6 @@ def scripted_conn(monkeypatch: pytest.MonkeyPatch, scripted: ScriptedServer) -> 
 
 # -- HitPaw sandbox ---------------------------------------------------------------------------------
 
-SANDBOX_API_KEY = "test-key"
-SANDBOX_COINS = 1000
-SANDBOX_JOB_SECONDS = 0.3
 
 
 def _start_sandbox():  # type: ignore[no-untyped-def]

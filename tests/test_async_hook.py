@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from scripted_server import Step, ok, status_step
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH, JobStatus
+from airflow_provider_hitpaw.api import JobStatus
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
     HitPawConnectionError,
@@ -19,6 +19,7 @@ from airflow_provider_hitpaw.errors import (
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook
 from airflow_provider_hitpaw.hooks.session import close_shared_session, get_shared_session
 from airflow_provider_hitpaw.retries import RetryPolicy
+from tests.support.scripted_server import Step, ok, status_step
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.02, jitter=0)
 
@@ -81,7 +82,7 @@ async def test_async_client_errors_once(scripted, scripted_conn, step, error):
 
 
 async def test_async_read_timeout_is_a_connection_error(monkeypatch, scripted):
-    from conftest import set_hitpaw_connection
+    from tests.support.connections import set_hitpaw_connection
 
     set_hitpaw_connection(monkeypatch, "slowasync", scripted.base_url, "k-12345", read_timeout=0.3,
                           connect_timeout=0.3)

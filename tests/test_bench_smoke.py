@@ -6,14 +6,8 @@ No timing is asserted; only that the benchmarks run and produce their rows.
 from __future__ import annotations
 
 import importlib
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 MODULES = ["common", "http_pattern", "trigger_client", "download_client", "parse_client",
            "bench_triggers", "bench_hook", "bench_download", "bench_ratelimit", "bench_parse", "worker_slots", "run"]

@@ -1,13 +1,14 @@
 """The chaos run, small: faulty sandbox, four paths and one dag.test() run, judged from the sandbox's records.
 
-``make chaos`` runs the full one (240 direct tasks and three ``dag.test()`` runs); see ``chaos_run.py``
+``make chaos`` runs the full one (240 direct tasks and three ``dag.test()`` runs); see ``bench/chaos_run.py``
 for the fault rates and for what "correct", "lost" and "unexplained" mean.
 """
 
 from __future__ import annotations
 
 import pytest
-from chaos_run import ChaosSettings, dagtest_tasks, format_table, run_chaos
+
+from bench.chaos_run import ChaosSettings, dagtest_tasks, format_table, run_chaos
 
 
 def _assert_targets(verdict) -> None:
@@ -37,7 +38,7 @@ def test_chaos_through_dag_test(airflow_db):
 
 def test_judge_flags_a_second_submission_and_unexplained_coins():
     """The judge itself: a task that paid twice, or coins no task reports, must not pass."""
-    from chaos_run import TaskOutcome, judge
+    from bench.chaos_run import TaskOutcome, judge
 
     task = TaskOutcome(name="t", mode="hook", img_url="u", model="face_2x", started=0, ended=1,
                        outcome="success", job_id="j2", coins=10, res_url="http://x/results/j2/r.jpg")

@@ -7,7 +7,7 @@
 - The sandbox restarts (a new process on the same port) or forgets its jobs: the worker's wait, the
   trigger and the operator fail with "task does not exist" at once instead of polling until the deadline.
 
-Run as a script (``python tests/test_crash.py first|retry|trigger``) it is the child process of a test.
+The child processes are ``tests/support/crash_child.py``.
 """
 
 from __future__ import annotations
@@ -26,81 +26,11 @@ from typing import Any
 
 import pytest
 
-HERE = Path(__file__).resolve()
-CRASH_DAG_ID = "chaos_crash_retry"
+PROJECT = Path(__file__).resolve().parents[1]
 CRASH_KEY = "crash-test-key"
 
 
-# --- child processes ------------------------------------------------------------------------------
-
-
-def _load_dag(dags_folder: str) -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(CRASH_DAG_ID, Path(dags_folder) / f"{CRASH_DAG_ID}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
-
-
-def _child_first_try(dags_folder: str) -> None:
-    """Run the crash DAG with dag.test(); the parent kills this process mid-wait."""
-    _load_dag(dags_folder).test()
-
-
-def _child_retry(dags_folder: str) -> None:
-    """Do what the scheduler does for a task whose worker died, then run the retry in the same dag run."""
-    import airflow.models.dagrun as dagrun_module
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-    from sqlalchemy import select
-
-    with create_session() as session:
-        run = session.scalar(select(DagRun).where(DagRun.dag_id == CRASH_DAG_ID).order_by(DagRun.id.desc()))
-        (ti,) = run.get_task_instances(session=session)
-        assert ti.state == TaskInstanceState.RUNNING, ti.state  # the killed try never got to say anything
-        # The scheduler finds the task without heartbeat; the failure callback puts it up for retry.
-        ti.prepare_db_for_next_try(session)
-        ti.state = TaskInstanceState.UP_FOR_RETRY
-        run_id = run.run_id
-
-    def same_run(**kwargs: Any) -> Any:  # dag.test() would delete the run (and its task_state_store)
-        session = kwargs["session"]
-        existing = session.scalar(select(DagRun).where(DagRun.dag_id == CRASH_DAG_ID, DagRun.run_id == run_id))
-        existing.dag = kwargs["dag"]
-        return existing
-
-    dagrun_module.get_or_create_dagrun = same_run
-    _load_dag(dags_folder).test()
-    with create_session() as session:
-        run = session.scalar(select(DagRun).where(DagRun.run_id == run_id))
-        (ti,) = run.get_task_instances(session=session)
-        print("CRASH-RESULT " + json.dumps({"state": str(run.state), "try_number": ti.try_number}), flush=True)
-
-
-def _child_trigger(serialized: str) -> None:
-    """Run one trigger (rebuilt from its kwargs) like a triggerer; the parent kills this process."""
-    from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
-
-    trigger = HitPawTaskStatusTrigger(**json.loads(serialized))
-
-    async def run() -> None:
-        async for event in trigger.run():
-            print("EVENT " + json.dumps(event.payload), flush=True)
-
-    asyncio.run(run())
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent))
-    {"first": _child_first_try, "retry": _child_retry, "trigger": _child_trigger}[sys.argv[1]](sys.argv[2])
-    sys.exit(0)
-
-
 # --- tests ----------------------------------------------------------------------------------------
-
-from conftest import set_hitpaw_connection  # noqa: E402
 
 from airflow_provider_hitpaw.errors import HitPawTaskNotFoundError  # noqa: E402
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook  # noqa: E402
@@ -108,6 +38,7 @@ from airflow_provider_hitpaw.hooks.session import close_shared_session  # noqa: 
 from airflow_provider_hitpaw.retries import RetryPolicy  # noqa: E402
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger  # noqa: E402
 from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS  # noqa: E402
+from tests.support.connections import set_hitpaw_connection  # noqa: E402
 
 FAST = RetryPolicy(max_attempts=4, max_retry_seconds=10, backoff_initial=0.05, backoff_max=0.2, jitter=0)
 
@@ -120,8 +51,8 @@ async def _close_session():
 
 def spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(HERE), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ), start_new_session=True,
+        [sys.executable, "-m", "tests.support.crash_child", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env=dict(os.environ), start_new_session=True, cwd=PROJECT,
     )
 
 
@@ -275,14 +206,9 @@ def test_sandbox_restart_fails_worker_wait_and_trigger_with_task_not_found(monke
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
 def test_sandbox_forgetting_jobs_mid_wait_fails_the_operator_with_task_not_found(monkeypatch, sandbox, deferrable):
-    from operator_support import make_context
-
     from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
-
-    try:
-        from airflow.sdk.exceptions import TaskDeferred
-    except ImportError:  # Airflow 3.1
-        from airflow.exceptions import TaskDeferred
+    from airflow_provider_hitpaw.version_compat import TaskDeferred
+    from tests.support.operator_support import make_context
 
     sandbox.configure(job_seconds=30)
     set_hitpaw_connection(monkeypatch, "hitpaw_crash", sandbox.base_url, "test-key")

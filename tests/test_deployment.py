@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deployment import EXAMPLE_DAGS, Deployment, RunWatch
 
 from airflow_provider_hitpaw.sensors.hitpaw import TRIGGER_CLASSPATH
 from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS
+from tests.support.deployment import EXAMPLE_DAGS, Deployment, RunWatch
 
 #: Whole module, deployment startup included; each wait below is also bounded by it.
 DEADLINE_SECONDS = 360
@@ -166,7 +166,7 @@ def test_tasks_deferred_across_a_killed_and_restarted_triggerer_succeed_with_one
     runs = [deployment.trigger(BATCH, {"img_urls": batch_urls})]
     waiting = [(runs[0], [f"enhance_photo[{n}]" for n in range(5)])]
 
-    def all_deferred_in_the_triggerer(_: list[RunWatch]) -> bool:
+    def all_deferred_in_the_triggerer(_runs: list[RunWatch]) -> bool:
         """Every enhancement task deferred, and its trigger taken by the running triggerer."""
         current = {(ti["task_id"], ti.get("map_index", -1)): ti for run in runs for ti in run.task_instances}
         for _, keys in waiting:

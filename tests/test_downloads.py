@@ -14,11 +14,8 @@ from urllib.parse import quote, unquote
 
 import pytest
 from airflow.sdk import ObjectStoragePath
-from conftest import SANDBOX_API_KEY, set_hitpaw_connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from operator_support import FakeTaskStateStore, make_context
-from scripted_server import Step
 
 from airflow_provider_hitpaw import events
 from airflow_provider_hitpaw.api import JOB_ID_PATTERN
@@ -34,6 +31,9 @@ from airflow_provider_hitpaw.errors import HitPawValidationError
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.lineage import dataset_identity
 from airflow_provider_hitpaw.retries import RetryPolicy
+from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
+from tests.support.operator_support import FakeTaskStateStore, make_context
+from tests.support.scripted_server import Step
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05, jitter=0)
 RES = "https://cdn.example/results/job-1/result.png"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import SANDBOX_API_KEY
 
 from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
 from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS
+from tests.support.connections import SANDBOX_API_KEY
+from tests.support.dag_files import load_dag
 
 pytestmark = pytest.mark.dagtest
 
@@ -25,15 +25,6 @@ def test_example_dags_never_name_a_local_address():
     for path in EXAMPLES.glob("*.py"):
         text = path.read_text()
         assert "localhost" not in text and "127.0.0.1" not in text, path.name
-
-
-def load_dag(dags_folder: Path, file_name: str, dag_id: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"hitpaw_dag_{dag_id}", dags_folder / file_name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    from airflow.sdk import DAG
-
-    return next(value for value in vars(module).values() if isinstance(value, DAG) and value.dag_id == dag_id)
 
 
 def configure(dag: Any, *, deferrable: bool) -> None:
@@ -263,10 +254,10 @@ def rendered_map_indexes(dag_run: Any, task_id: str) -> dict[int, str | None]:
     from sqlalchemy import select
 
     with create_session() as session:
-        rows = session.execute(
-            select(TaskInstance.map_index, TaskInstance.rendered_map_index).where(
-                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id,
-                TaskInstance.task_id == task_id, TaskInstance.map_index >= 0,
+        rows: Any = session.execute(
+            select(TaskInstance.map_index, TaskInstance.rendered_map_index).where(  # type: ignore[call-overload]
+                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id,  # type: ignore[arg-type]
+                TaskInstance.task_id == task_id, TaskInstance.map_index >= 0,  # type: ignore[arg-type]
             )
         ).all()
     return dict(rows)  # type: ignore[arg-type]

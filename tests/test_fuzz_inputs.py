@@ -13,13 +13,10 @@ import string
 from typing import Any
 
 import pytest
-from conftest import set_hitpaw_connection
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from operator_support import make_context
-from scripted_server import ok
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.errors import HitPawValidationError
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.models import (
@@ -32,6 +29,9 @@ from airflow_provider_hitpaw.models import (
     validate_url,
 )
 from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
+from tests.support.connections import set_hitpaw_connection
+from tests.support.operator_support import make_context
+from tests.support.scripted_server import ok
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

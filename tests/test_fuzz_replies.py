@@ -15,12 +15,11 @@ import json
 import time
 from typing import Any
 
-from conftest import set_hitpaw_connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scripted_server import Step
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH, JobStatus
+from airflow_provider_hitpaw.api import JobStatus
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.errors import (
     HitPawError,
     HitPawRateLimitError,
@@ -33,6 +32,8 @@ from airflow_provider_hitpaw.hooks.session import close_shared_session
 from airflow_provider_hitpaw.hooks.transport import MAX_REPLY_BYTES
 from airflow_provider_hitpaw.retries import RetryPolicy
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
+from tests.support.connections import set_hitpaw_connection
+from tests.support.scripted_server import Step
 
 FUZZ = settings(max_examples=120, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -7,10 +7,9 @@ import socket
 import time
 
 import pytest
-from conftest import set_hitpaw_connection
-from scripted_server import Step, ok, status_step
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH, JobStatus
+from airflow_provider_hitpaw.api import JobStatus
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
     HitPawConnectionError,
@@ -27,6 +26,8 @@ from airflow_provider_hitpaw.errors import (
 )
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.retries import RetryPolicy
+from tests.support.connections import set_hitpaw_connection
+from tests.support.scripted_server import Step, ok, status_step
 
 FAST = RetryPolicy(max_attempts=4, max_retry_seconds=30, backoff_initial=0.01, backoff_max=0.05, jitter=0)
 HTML_502 = Step(502, b"<html><body>502 Bad Gateway</body></html>", {"Content-Type": "text/html"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SANDBOX_API_KEY, set_hitpaw_connection
 from PIL import Image
 
 from airflow_provider_hitpaw.errors import (
@@ -17,6 +16,7 @@ from airflow_provider_hitpaw.errors import (
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook, HitPawHook
 from airflow_provider_hitpaw.hooks.session import close_shared_session
 from airflow_provider_hitpaw.retries import RetryPolicy
+from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05, jitter=0)
 

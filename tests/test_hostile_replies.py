@@ -15,10 +15,8 @@ import ssl
 import time
 
 import pytest
-from conftest import set_hitpaw_connection
-from raw_server import Behaviour, RawServer, http_reply, ok_status, ok_submit
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.errors import (
     HitPawConnectionError,
     HitPawError,
@@ -30,6 +28,8 @@ from airflow_provider_hitpaw.errors import (
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook, HitPawHook
 from airflow_provider_hitpaw.hooks.session import close_shared_session
 from airflow_provider_hitpaw.retries import RetryPolicy
+from tests.support.connections import set_hitpaw_connection
+from tests.support.raw_server import Behaviour, RawServer, http_reply, ok_status, ok_submit
 
 FAST = RetryPolicy(max_attempts=4, max_retry_seconds=10, backoff_initial=0.01, backoff_max=0.01, jitter=0)
 PHOTO = ("https://example.com/p.jpg", "face_2x", ".jpg")

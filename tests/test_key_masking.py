@@ -11,13 +11,13 @@ import time
 from typing import Any
 
 import pytest
-from conftest import set_hitpaw_connection
 
 from airflow_provider_hitpaw.api import MAX_MESSAGE_CHARS, Reply, read_status_reply, read_submit_reply
 from airflow_provider_hitpaw.errors import HitPawError
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.hooks.session import close_shared_session
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
+from tests.support.connections import set_hitpaw_connection
 
 KEY = "SeCrEtKeY-7f3a9c2e41b8d605"
 SUBMISSION = {"img_url": "https://example.com/p.jpg", "model_name": "face_2x", "extension": ".jpg"}
@@ -96,7 +96,7 @@ def test_key_in_a_redirect_location_at_every_position():
 
 def test_key_straddling_the_cut_is_masked_in_the_trigger_event(monkeypatch, scripted):
     """Over HTTP, through the trigger: the event (stored in the metadata database) holds no piece of it."""
-    from scripted_server import Step
+    from tests.support.scripted_server import Step
 
     position = MAX_MESSAGE_CHARS - len(KEY) // 2
     scripted.script("/api/task-status", Step(400, {"code": 110400000, "message": "m" * position + KEY}))

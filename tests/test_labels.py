@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import pytest
 from jinja2.sandbox import SandboxedEnvironment
-from operator_support import make_context
 
-from airflow_provider_hitpaw.errors import HitPawValidationError
+from airflow_provider_hitpaw.errors import HitPawValidationError, MapIndexTooLongError
 from airflow_provider_hitpaw.labels import (
     PHOTO_LABEL_LIMIT,
     RENDERED_MAP_INDEX_LIMIT,
-    MapIndexTooLongError,
     check_map_index,
     photo_label,
 )
 from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
 from airflow_provider_hitpaw.version_compat import AirflowFailException
+from tests.support.operator_support import make_context
 
 SIGNED = "https://bucket.s3.amazonaws.com/shoots/Ann%20B%C3%A9.jpg?X-Amz-Signature=" + "f" * 600
 

@@ -9,19 +9,8 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from conftest import SANDBOX_API_KEY, set_hitpaw_connection
-from operator_support import (
-    FakeTaskInstance,
-    FakeTaskStateStore,
-    RefusingTaskStateStore,
-    load_dag,
-    make_context,
-    task_instances,
-    xcom_value,
-)
-from scripted_server import Step, ok, status_step
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
     HitPawError,
@@ -32,22 +21,27 @@ from airflow_provider_hitpaw.errors import (
     HitPawValidationError,
     HitPawWaitTimeoutError,
 )
-from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
+from airflow_provider_hitpaw.events import DEFERRAL_GRACE_SECONDS, MIN_POLL_INTERVAL_SECONDS
 from airflow_provider_hitpaw.lineage import dataset_identity
 from airflow_provider_hitpaw.operators.hitpaw import (
-    DEFERRAL_GRACE_SECONDS,
     EnhancePhotoOperator,
     HitPawJobFailedFailure,
     HitPawSubmitOutcomeUnknownFailure,
 )
 from airflow_provider_hitpaw.resume import STATE_KEY, StoredJob, SubmissionIntent, submission_fingerprint
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
-from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException
-
-try:
-    from airflow.sdk.exceptions import TaskDeferred
-except ImportError:  # Airflow 3.1
-    from airflow.exceptions import TaskDeferred
+from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS, AirflowFailException, TaskDeferred
+from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
+from tests.support.dag_files import load_dag
+from tests.support.operator_support import (
+    FakeTaskInstance,
+    FakeTaskStateStore,
+    RefusingTaskStateStore,
+    make_context,
+    task_instances,
+    xcom_value,
+)
+from tests.support.scripted_server import Step, ok, status_step
 
 CANARY_KEY = "canary-KEY-7f3a9c1e-never-log-me"
 PHOTO = "https://photos.example/portrait.jpg"

@@ -26,8 +26,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from deployment import EXAMPLE_DAGS, Deployment
-from postgres import PostgresCluster, find_bin_dir
+
+from tests.support.deployment import EXAMPLE_DAGS, Deployment
+from tests.support.postgres import PostgresCluster, find_bin_dir
 
 DEADLINE_SECONDS = 330
 
@@ -117,11 +118,11 @@ def test_long_photo_urls_on_postgres_the_batch_succeeds_and_an_overlong_label_fa
             assert tis[("report", -1)]["state"] == "success"
             assert {i: tis[("enhance_photo", i)]["try_number"] for i in (0, 1)} == {0: 1, 1: 1}
             assert long_run.state == "failed", long_run.task_states
-            labels = dict(postgres.query(
+            labels: dict[Any, Any] = dict(postgres.query(  # type: ignore[arg-type]
                 "SELECT dag_id || '[' || map_index || ']', rendered_map_index FROM task_instance "
                 "WHERE task_id = 'enhance_photo' AND map_index >= 0"
             ))
-            long_states = dict(postgres.query(
+            long_states: dict[Any, Any] = dict(postgres.query(  # type: ignore[arg-type]
                 "SELECT map_index, state || ' in try ' || try_number FROM task_instance "
                 "WHERE dag_id = %s AND task_id = 'enhance_photo'",
                 LONG_LABEL,

@@ -11,12 +11,12 @@ from pathlib import Path
 import airflow
 import jsonschema
 import pytest
-from conftest import set_hitpaw_connection
 
 from airflow_provider_hitpaw.connection import HitPawSettings, normalize_base_url
 from airflow_provider_hitpaw.errors import HitPawAuthError, HitPawValidationError
 from airflow_provider_hitpaw.get_provider_info import get_provider_info
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
+from tests.support.connections import set_hitpaw_connection
 
 
 def test_provider_info_validates_against_airflows_schema():

@@ -10,7 +10,11 @@ import pytest
 import requests
 from PIL import Image
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH, VIDEO_ENHANCER_PATH
+from airflow_provider_hitpaw.contract.endpoints import (
+    PHOTO_ENHANCER_PATH,
+    TASK_STATUS_PATH,
+    VIDEO_ENHANCER_PATH,
+)
 from airflow_provider_hitpaw.sandbox.config import DEFAULT_PRICES
 
 KEY = "test-key"

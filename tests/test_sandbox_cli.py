@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH
 
 MODULE = "airflow_provider_hitpaw.sandbox"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.sandbox.ledger import key_id
 
 KEY = "test-key"

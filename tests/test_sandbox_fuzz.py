@@ -9,7 +9,11 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH, VIDEO_ENHANCER_PATH
+from airflow_provider_hitpaw.contract.endpoints import (
+    PHOTO_ENHANCER_PATH,
+    TASK_STATUS_PATH,
+    VIDEO_ENHANCER_PATH,
+)
 from airflow_provider_hitpaw.errors import ERROR_CODE_HTTP_STATUS
 from airflow_provider_hitpaw.models import MODELS
 

@@ -19,7 +19,11 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH, VIDEO_ENHANCER_PATH
+from airflow_provider_hitpaw.contract.endpoints import (
+    PHOTO_ENHANCER_PATH,
+    TASK_STATUS_PATH,
+    VIDEO_ENHANCER_PATH,
+)
 from airflow_provider_hitpaw.sandbox import start_sandbox, start_sandbox_process
 from airflow_provider_hitpaw.sandbox.config import DEFAULT_PRICES, SandboxConfig
 
@@ -69,7 +73,7 @@ def test_the_default_lifetime_is_hitpaws_eight_days() -> None:
     assert SandboxConfig().result_seconds == 8 * 86400
     for bad in (0, -1, float("nan"), float("inf"), True, "60", 367 * 86400):
         with pytest.raises(ValueError, match="result_seconds"):
-            SandboxConfig(result_seconds=bad)
+            SandboxConfig(result_seconds=bad)  # type: ignore[arg-type]
 
 
 def test_a_result_is_downloadable_then_404_and_its_file_deleted() -> None:

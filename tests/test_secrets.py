@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import importlib.util
 import json
 import pickle
 import ssl
@@ -21,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import set_hitpaw_connection
-from scripted_server import Step, ok, status_step
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.connection import HitPawSettings, normalize_base_url
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.errors import (
     HitPawConnectionError,
     HitPawError,
@@ -36,6 +33,9 @@ from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook, HitPawHook
 from airflow_provider_hitpaw.hooks.session import close_shared_session
 from airflow_provider_hitpaw.retries import RetryPolicy
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
+from tests.support.connections import set_hitpaw_connection
+from tests.support.dag_files import load_dag
+from tests.support.scripted_server import Step, ok, status_step
 
 CANARY = "canary-9f2e71c4-b0d3-4d2a-SECRET"
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
@@ -43,15 +43,6 @@ ONE_TRY = RetryPolicy(max_attempts=1)
 
 
 # --- the canary through every example DAG --------------------------------------------------------
-
-
-def _load(dags_folder: Path, file_name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"canary_{file_name[:-3]}", dags_folder / file_name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    from airflow.sdk import DAG
-
-    return next(v for v in vars(module).values() if isinstance(v, DAG))
 
 
 def _prepare(dag: Any, deferrable: bool) -> None:
@@ -97,7 +88,7 @@ def test_canary_key_leaks_nowhere(airflow_db, monkeypatch, tmp_path, caplog, cap
         for file_name, faults, expected in SCENARIOS:
             sandbox.reset()
             sandbox.set_faults(**faults, seed=3)
-            dag = _load(airflow_db, file_name)
+            dag = load_dag(airflow_db, file_name)
             _prepare(dag, deferrable)
             run = dag.test(run_conf={"output_dir": str(tmp_path / "out")})
             states.append((file_name, faults, str(run.state), expected))
@@ -109,7 +100,7 @@ def test_canary_key_leaks_nowhere(airflow_db, monkeypatch, tmp_path, caplog, cap
     assert "HitPawJobFailedError" in caplog.text + out + err  # the failures were logged...
     assert "HitPawSubmitOutcomeUnknown" in caplog.text + out + err
     assert "retrying" in (caplog.text + out + err).lower()  # ...and so were the retries
-    from airflow_home import AIRFLOW_HOME
+    from tests.support.airflow_home import AIRFLOW_HOME
 
     for path in AIRFLOW_HOME.rglob("*"):
         if path.is_file() and path.suffix != ".py":
@@ -186,9 +177,9 @@ def test_exception_texts_never_carry_the_key(monkeypatch, scripted, step, caplog
     from airflow.sdk._shared.secrets_masker import _secrets_masker
 
     masker = _secrets_masker()
-    for err in errors:
+    for error in errors:
         # What Airflow writes for a failed task passes through the masker: the key must not survive it.
-        for text in (str(err), repr(err), repr(pickle.loads(pickle.dumps(err)).args)):
+        for text in (str(error), repr(error), repr(pickle.loads(pickle.dumps(error)).args)):
             assert CANARY not in masker.redact(text)
     assert CANARY not in masker.redact(caplog.text)
 

@@ -7,19 +7,16 @@ import warnings
 from types import SimpleNamespace
 
 import pytest
-from operator_support import make_context
-from scripted_server import Step, status_step
 
-from airflow_provider_hitpaw.api import TASK_STATUS_PATH
+from airflow_provider_hitpaw.contract.endpoints import TASK_STATUS_PATH
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
     HitPawJobFailedError,
     HitPawJobFailedFailure,
     HitPawValidationError,
 )
-from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
+from airflow_provider_hitpaw.events import DEFERRAL_GRACE_SECONDS, MIN_POLL_INTERVAL_SECONDS
 from airflow_provider_hitpaw.sensors.hitpaw import (
-    DEFERRAL_GRACE_SECONDS,
     NO_TRIGGER_DEADLINE,
     TaskStatusSensor,
 )
@@ -29,12 +26,10 @@ from airflow_provider_hitpaw.version_compat import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    TaskDeferred,
 )
-
-try:
-    from airflow.sdk.exceptions import TaskDeferred
-except ImportError:  # Airflow 3.1
-    from airflow.exceptions import TaskDeferred
+from tests.support.operator_support import make_context
+from tests.support.scripted_server import Step, status_step
 
 RESULT = "https://results.example/job-1/out.jpg"
 

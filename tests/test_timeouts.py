@@ -16,11 +16,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import set_hitpaw_connection
-from operator_support import make_context
-from scripted_server import Step, ok
 
-from airflow_provider_hitpaw.api import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
 from airflow_provider_hitpaw.errors import (
     HitPawConnectionError,
     HitPawError,
@@ -33,11 +30,10 @@ from airflow_provider_hitpaw.hooks.session import close_shared_session
 from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
 from airflow_provider_hitpaw.retries import RetryPolicy
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
-
-try:
-    from airflow.sdk.exceptions import TaskDeferred
-except ImportError:  # Airflow 3.1
-    from airflow.exceptions import TaskDeferred
+from airflow_provider_hitpaw.version_compat import TaskDeferred
+from tests.support.connections import set_hitpaw_connection
+from tests.support.operator_support import make_context
+from tests.support.scripted_server import Step, ok
 
 DEADLINE = 2.0
 # What a wait may overrun its deadline by: one last status request cut at the deadline, and scheduling.

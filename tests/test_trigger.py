@@ -6,14 +6,14 @@ import asyncio
 import time
 
 import pytest
-from conftest import SANDBOX_API_KEY, set_hitpaw_connection
-from scripted_server import Step, status_step
 
-from airflow_provider_hitpaw.api import TASK_STATUS_PATH
+from airflow_provider_hitpaw.contract.endpoints import TASK_STATUS_PATH
 from airflow_provider_hitpaw.events import MIN_POLL_INTERVAL_SECONDS
 from airflow_provider_hitpaw.hooks.session import close_shared_session, get_shared_session
 from airflow_provider_hitpaw.triggers import hitpaw as trigger_module
 from airflow_provider_hitpaw.triggers.hitpaw import HitPawTaskStatusTrigger
+from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
+from tests.support.scripted_server import Step, status_step
 
 FAILURE_STATES = ["ERROR", "ERROR_INTERRUPTION", "TIMEOUT", "CANCEL", "REJECT", "NSFW"]
 RESULT = "https://results.example/job-1/out.jpg"

@@ -1,6 +1,6 @@
 """Chaos DAG: four photos, two waited for in the worker and two deferred, each with its own img_url.
 
-Used by ``tests/chaos_run.py`` (``make chaos``) and ``tests/test_chaos.py`` through ``dag.test()``. Each
+Used by ``bench/chaos_run.py`` (``make chaos``) and ``tests/test_chaos.py`` through ``dag.test()``. Each
 try of each task appends its outcome to the JSON-lines file named by ``$HITPAW_CHAOS_OUTCOMES``, so the
 run can be judged against the sandbox's records. Retries are on, as a user would have them.
 """
@@ -17,11 +17,7 @@ from airflow.sdk import DAG
 
 from airflow_provider_hitpaw.errors import HitPawJobFailedError, HitPawSubmitOutcomeUnknownError
 from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
-
-try:
-    from airflow.sdk.exceptions import TaskDeferred
-except ImportError:  # Airflow 3.1
-    from airflow.exceptions import TaskDeferred
+from airflow_provider_hitpaw.version_compat import TaskDeferred
 
 
 class ChaosEnhancePhotoOperator(EnhancePhotoOperator):
@@ -70,7 +66,7 @@ class ChaosEnhancePhotoOperator(EnhancePhotoOperator):
     def execute(self, context: Any) -> Any:
         return self._outcome(context, lambda: super(ChaosEnhancePhotoOperator, self).execute(context))
 
-    def execute_complete(self, context: Any, event: Any = None, **kwargs: Any) -> Any:
+    def execute_complete(self, context: Any, event: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
         return self._outcome(
             context, lambda: super(ChaosEnhancePhotoOperator, self).execute_complete(context, event, **kwargs)
         )

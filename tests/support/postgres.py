@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from deployment import free_port
+from tests.support.deployment import free_port
 
 UNPRIVILEGED_USER = "nobody"
 SUPERUSER = "airflow"

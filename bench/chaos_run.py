@@ -209,6 +209,7 @@ def run_hook_task(task: TaskOutcome, settings: ChaosSettings, out_dir: Path) -> 
         task.job_id, task.coins = job.job_id, job.consume_coins
         status = hook.wait_for_completion(job.job_id, settings.poll_interval, settings.wait_timeout)
         task.res_url = status.res_url
+        assert status.res_url is not None  # a COMPLETED status always has one
         task.output_path = hook.download_result(status.res_url, out_dir / f"{task.name}.jpg")
         task.outcome = "success"
     finally:
@@ -270,10 +271,7 @@ def run_operator_sync(task: TaskOutcome, settings: ChaosSettings, out_dir: Path)
 
 
 def run_operator_deferred(task: TaskOutcome, settings: ChaosSettings, out_dir: Path, triggerer: Triggerer) -> None:
-    try:
-        from airflow.sdk.exceptions import TaskDeferred
-    except ImportError:  # Airflow 3.1
-        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
+    from airflow_provider_hitpaw.version_compat import TaskDeferred
 
     op = _operator(task, settings, out_dir, deferrable=True)
     context = {"ti": FakeTI()}
@@ -329,11 +327,6 @@ def preload() -> None:
     from airflow_provider_hitpaw.hooks import hitpaw  # noqa: F401
     from airflow_provider_hitpaw.operators import hitpaw as operator  # noqa: F401
     from airflow_provider_hitpaw.triggers import hitpaw as trigger  # noqa: F401
-
-    try:
-        from airflow.sdk.exceptions import TaskDeferred
-    except ImportError:  # Airflow 3.1
-        from airflow.exceptions import TaskDeferred  # noqa: F401
 
 
 def warm_up(base_url: str) -> None:
@@ -500,8 +493,8 @@ def _task_correct(task: TaskOutcome, recs: list[dict[str, Any]], states: dict[st
     if task.outcome == "job_failed":
         if not last or last[0]["job_id"] != task.job_id:
             return False, f"job failed with {len(recs)} submissions"
-        if states.get(task.job_id) != "ERROR":
-            return False, f"reported a failed job, but the sandbox says {states.get(task.job_id)}"
+        if states.get(task.job_id or "") != "ERROR":
+            return False, f"reported a failed job, but the sandbox says {states.get(task.job_id or '')}"
         if task.coins != charged:
             return False, f"reports {task.coins} coins, was charged {charged}"
         return True, ""
@@ -611,14 +604,11 @@ def dagtest_tasks(dag_runs: int, dags_folder: Path) -> Any:
     """A callable for :func:`run_chaos` that runs the ``chaos_enhance`` DAG ``dag_runs`` times."""
 
     def run(sandbox: Any, settings: ChaosSettings, out_dir: Path) -> list[TaskOutcome]:
-        import importlib.util
+        from tests.support.dag_files import load_dag_file
 
         outcomes_file = out_dir / "dagtest-outcomes.jsonl"
         os.environ["HITPAW_CHAOS_OUTCOMES"] = str(outcomes_file)
-        spec = importlib.util.spec_from_file_location("chaos_enhance_dag", dags_folder / "chaos_enhance.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_dag_file(dags_folder / "chaos_enhance.py", "chaos_enhance_dag")
         tasks: list[TaskOutcome] = []
         for i in range(dag_runs):
             token = f"{uuid.uuid4().hex[:6]}-{i}"

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = PROJECT / "example_dags"
 
 COMPONENTS = ("scheduler", "triggerer", "dag-processor", "api-server")
@@ -478,7 +478,9 @@ class Deployment:
             if missing:
                 return False
             errors = self.api("GET", "/api/v2/importErrors")
-            return True if not errors.get("total_entries") else bool(self._raise_import_errors(errors))
+            if errors.get("total_entries"):
+                self._raise_import_errors(errors)
+            return True
 
         self.wait_until(parsed, timeout, f"the DAG processor to parse {sorted(wanted)}", 1.0)
 

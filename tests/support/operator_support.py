@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 
@@ -81,15 +79,6 @@ def make_context(*, store: FakeTaskStateStore | None = None, ti: FakeTaskInstanc
 # --- dag.test() -------------------------------------------------------------------------------------
 
 
-def load_dag(dags_folder: Path, file_name: str, dag_id: str) -> Any:
-    """A DAG of a file in the test Airflow home's DAGs folder (where dag.test() needs it to be)."""
-    spec = importlib.util.spec_from_file_location(f"hitpaw_dag_{dag_id}", dags_folder / file_name)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    from airflow.sdk import DAG
-
-    return next(value for value in vars(module).values() if isinstance(value, DAG) and value.dag_id == dag_id)
 
 
 def task_instances(dag_run: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 DAG_SOURCES = (PROJECT / "example_dags", PROJECT / "tests" / "dags")
 
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="hitpaw-test-airflow-home-"))
