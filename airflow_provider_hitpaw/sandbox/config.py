@@ -16,7 +16,7 @@ from typing import Any
 #: The endpoints a fault can be limited to: job submissions, status polls and result downloads.
 FAULT_ENDPOINTS: frozenset[str] = frozenset({"submit", "status", "result"})
 
-#: The error body shapes HitPaw is known to use (see HITPAW-NOTES).
+#: The error body shapes HitPaw is known to use (see docs/hitpaw-api.md).
 ERROR_SHAPES: tuple[str, ...] = ("error_code", "code", "code_msg")
 
 #: Coins charged per submission. HitPaw publishes no price list: these only keep the ledger honest
