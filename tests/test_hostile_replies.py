@@ -2,7 +2,7 @@
 unknown outcome (never retried, never untyped); waits end by their deadline however bytes trickle;
 gzip cannot inflate past the cap; bad connection settings are refused before any request.
 
-The server is ``RawServer`` (tests/raw_server.py): a socket server of our own, plain or TLS with a
+The server is ``RawServer`` (tests/support/raw_server.py): a socket server of our own, plain or TLS with a
 certificate made at test time, that reads the request in full and then misbehaves as scripted.
 """
 
