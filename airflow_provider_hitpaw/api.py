@@ -22,6 +22,7 @@ from airflow_provider_hitpaw.contract.endpoints import (  # noqa: F401
 )
 from airflow_provider_hitpaw.errors import (
     ERROR_CODES,
+    HitPawConnectionError,
     HitPawError,
     HitPawRateLimitError,
     HitPawResponseError,
@@ -453,6 +454,17 @@ def _read_submit_reply(reply: Reply, submission: dict[str, Any], secret: str | N
     ):
         raise unknown_submit_error(submission, str(error), status_code) from error
     raise error
+
+
+def submission_failed(
+    payload: dict[str, Any], *, nothing_sent: bool, reason: str, base_url: str | None = None
+) -> HitPawError:
+    """The error for a submission that failed below HTTP: retryable when it certainly never left this
+    machine, else an unknown outcome (it may have created and charged a job)."""
+    if nothing_sent:
+        where = f" at {base_url}" if base_url else ""
+        return HitPawConnectionError(f"Could not connect to HitPaw{where}; nothing was sent: {reason}")
+    return unknown_submit_error(payload, reason)
 
 
 def unknown_submit_error(

@@ -18,6 +18,7 @@ from airflow_provider_hitpaw.api import (
     error_from_reply,
     read_status_reply,
     read_submit_reply,
+    submission_failed,
     unknown_submit_error,
     validate_job_id,
 )
@@ -193,11 +194,9 @@ class HitPawHook(_HitPawConnectionHook):
         try:
             reply = self._post(path, payload)
         except SyncTransportFailure as failure:
-            if failure.nothing_sent:
-                raise HitPawConnectionError(
-                    f"Could not connect to HitPaw at {self.settings.base_url}; nothing was sent: {failure.reason}"
-                ) from None
-            raise unknown_submit_error(payload, failure.reason) from None
+            raise submission_failed(
+                payload, nothing_sent=failure.nothing_sent, reason=failure.reason, base_url=self.settings.base_url
+            ) from None
         except HitPawResponseError as err:  # the reply was too big or garbled: it came after the request
             raise unknown_submit_error(payload, str(err)) from None
         job = read_submit_reply(reply, payload, self.settings.api_key)
@@ -482,11 +481,9 @@ class HitPawAsyncHook(_HitPawConnectionHook):
             try:
                 reply = await self._post(settings, PHOTO_ENHANCER_PATH, payload, fresh=True)
             except AsyncTransportFailure as failure:
-                if failure.nothing_sent:
-                    raise HitPawConnectionError(
-                        f"Could not connect to HitPaw; nothing was sent: {failure.reason}"
-                    ) from None
-                raise unknown_submit_error(payload, failure.reason) from None
+                raise submission_failed(
+                    payload, nothing_sent=failure.nothing_sent, reason=failure.reason, base_url=settings.base_url
+                ) from None
             except HitPawResponseError as err:  # the reply was too big or garbled: it came after the request
                 raise unknown_submit_error(payload, str(err)) from None
             return read_submit_reply(reply, payload, settings.api_key)
