@@ -13,3 +13,7 @@ TASK_STATUS_PATH = "/api/task-status"
 API_KEY_HEADER = "Apikey"
 #: The ``code`` of a success envelope (HitPaw's documents show 200; 0 is seen too).
 SUCCESS_CODES = (200, 0)
+#: Presigned uploads (``docs/common/oss-storage.md``): a signed PUT URL and the ``access_url`` to
+#: give as ``img_url`` / ``video_url``. Their success envelope uses ``"code": 0``.
+OSS_PRESIGN_PUT_PATH = "/api/oss/presign-put"
+OSS_PRESIGN_PUT_BATCH_PATH = "/api/oss/presign-put/batch"

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-#: The endpoints a fault can be limited to: job submissions, status polls and result downloads.
-FAULT_ENDPOINTS: frozenset[str] = frozenset({"submit", "status", "result"})
+#: The endpoints a fault can be limited to: job submissions, status polls, result downloads and the
+#: storage host's PUT of a presigned upload.
+FAULT_ENDPOINTS: frozenset[str] = frozenset({"submit", "status", "result", "upload"})
 
 #: The error body shapes HitPaw is known to use (see docs/hitpaw-api.md).
 ERROR_SHAPES: tuple[str, ...] = ("error_code", "code", "code_msg")
@@ -74,8 +75,8 @@ class FaultConfig:
         upper-case state such as NSFW, REJECT or CANCEL.
     :param rate_limit_rps: requests per second allowed on ``/api/*`` across all keys (a token bucket
         with a burst of ``max(1, rate_limit_rps)``); None for no limit.
-    :param fault_endpoints: the endpoints the probabilities apply to, among ``submit``, ``status``
-        and ``result``.
+    :param fault_endpoints: the endpoints the probabilities apply to, among ``submit``, ``status``,
+        ``result`` and ``upload`` (the PUT of a presigned upload).
     :param seed: seed of the random rolls, for reproducible runs; None for a random one.
     """
 

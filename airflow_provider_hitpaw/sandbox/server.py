@@ -21,6 +21,7 @@ from airflow_provider_hitpaw.sandbox.config import SandboxConfig
 from airflow_provider_hitpaw.sandbox.faults import Fault
 from airflow_provider_hitpaw.sandbox.jobs import Job
 from airflow_provider_hitpaw.sandbox.state import SandboxState
+from airflow_provider_hitpaw.sandbox.uploads import UploadRoutes
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ class SandboxServer:
 
         app = web.Application(middlewares=[self._middleware])
         ApiRoutes(self).add_to(app)
+        UploadRoutes(self, self.state.uploads).add_to(app)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/samples/{name}", self._sample)
         if self.config.admin_enabled:
@@ -167,6 +169,7 @@ class SandboxServer:
             VIDEO_ENHANCER_PATH: "submit",
             TASK_STATUS_PATH: "status",
             "/results/{job_id}/{name}": "result",
+            **UploadRoutes.CATEGORIES,
         }
         return app
 
@@ -200,7 +203,7 @@ class SandboxServer:
         if category is None:
             response = await handler(request)
             return response, str(response.status)
-        if category != "result" and faults.rate_limited():
+        if category not in ("result", "upload") and faults.rate_limited():  # the API's limit only
             return replies.too_many_requests(self.state.error_shape), "429"
         before = faults.roll_before(category)
         if before is Fault.ERROR_5XX:

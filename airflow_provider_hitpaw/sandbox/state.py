@@ -19,6 +19,7 @@ from airflow_provider_hitpaw.sandbox.config import ERROR_SHAPES, SandboxConfig, 
 from airflow_provider_hitpaw.sandbox.faults import FaultInjector
 from airflow_provider_hitpaw.sandbox.jobs import COMPLETED, Job, JobStore
 from airflow_provider_hitpaw.sandbox.ledger import Ledger
+from airflow_provider_hitpaw.sandbox.uploads import UploadStore
 
 MAX_SYNTHETIC_JOBS = 1_000_000
 MAX_BLOB_BYTES = 1 << 40
@@ -71,6 +72,8 @@ class SandboxState:
         # the lifetime is changed.
         self._on_disk: list[tuple[float, str]] = []
         self.results_deleted = 0
+        # Presigned uploads live with the results (a restarted server has lost both).
+        self.uploads = UploadStore(results_dir / "uploads")
 
     # -- jobs and submissions -------------------------------------------------------------------
 
@@ -284,6 +287,7 @@ class SandboxState:
             "requests_by_endpoint": dict(self.requests_by_endpoint),
             "requests_by_status": dict(self.requests_by_status),
             "faults_injected": dict(self.faults.injected),
+            "uploads": self.uploads.stats(),
             "submissions": [asdict(r) for r in self.records],
             "time": time.time(),
         }
