@@ -141,3 +141,59 @@ class JobMemory:
             if stored is not None and getattr(stored, "job_id", None) != job_id:
                 return
         self._store.delete(STATE_KEY)
+
+
+#: The task_state_store key of the photo an operator uploaded (``img_path``), apart from the job's.
+UPLOAD_STATE_KEY = "hitpaw_upload"
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    """An ``img_path`` uploaded by an earlier try, reused while HitPaw still keeps it (7 days).
+
+    :param img_path: the path or URL that was uploaded, as rendered.
+    :param access_url: where HitPaw reads it (the submission's ``img_url``).
+    :param object_key: its path in HitPaw's storage.
+    :param uploaded_at: Unix time of the upload.
+    """
+
+    img_path: str
+    access_url: str
+    object_key: str
+    uploaded_at: float
+
+    @classmethod
+    def from_stored(cls, value: object) -> StoredUpload | None:
+        if not isinstance(value, dict):
+            return None
+        img_path, access_url = value.get("img_path"), value.get("access_url")
+        object_key, uploaded_at = value.get("object_key"), value.get("uploaded_at")
+        if not isinstance(img_path, str) or not isinstance(access_url, str) or not isinstance(object_key, str):
+            return None
+        if not access_url.startswith(("https://", "http://")):
+            return None
+        if isinstance(uploaded_at, bool) or not isinstance(uploaded_at, int | float):
+            return None
+        return cls(img_path, access_url, object_key, float(uploaded_at))
+
+
+class UploadMemory:
+    """The task instance's memory of its uploaded photo, under :data:`UPLOAD_STATE_KEY` (Airflow 3.3+).
+
+    Kept apart from the job's record (:class:`JobMemory`), which it never touches.
+
+    :param context: the task's context.
+    """
+
+    def __init__(self, context: Any) -> None:
+        getter = getattr(context, "get", None)
+        self._store = getter("task_state_store") if callable(getter) else None
+
+    def load(self) -> StoredUpload | None:
+        if self._store is None:
+            return None
+        return StoredUpload.from_stored(self._store.get(UPLOAD_STATE_KEY))
+
+    def save(self, upload: StoredUpload) -> None:
+        if self._store is not None:
+            self._store.set(UPLOAD_STATE_KEY, asdict(upload))

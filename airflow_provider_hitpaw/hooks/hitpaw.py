@@ -24,14 +24,23 @@ from airflow_provider_hitpaw.api import (
 )
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings
 from airflow_provider_hitpaw.connection_fields import connection_form
-from airflow_provider_hitpaw.contract.endpoints import API_KEY_HEADER, PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
+from airflow_provider_hitpaw.contract.endpoints import (
+    API_KEY_HEADER,
+    OSS_PRESIGN_PUT_BATCH_PATH,
+    OSS_PRESIGN_PUT_PATH,
+    PHOTO_ENHANCER_PATH,
+    TASK_STATUS_PATH,
+)
+from airflow_provider_hitpaw.contract.uploads import DEFAULT_UPLOAD_EXPIRE_SECONDS, MAX_UPLOAD_BATCH_FILES
 from airflow_provider_hitpaw.downloads import DOWNLOAD_CHUNK_BYTES, resolve_destination, write_stream
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
     HitPawConnectionError,
     HitPawError,
     HitPawJobFailedError,
+    HitPawRateLimitError,
     HitPawResponseError,
+    HitPawServerError,
     HitPawTaskNotFoundError,
     HitPawValidationError,
     HitPawWaitTimeoutError,
@@ -40,6 +49,17 @@ from airflow_provider_hitpaw.hooks import sync_transport
 from airflow_provider_hitpaw.hooks.transport import IDENTITY_HEADERS, Failure
 from airflow_provider_hitpaw.models import build_submit_payload, validate_url
 from airflow_provider_hitpaw.retries import RetryPolicy, acall_with_retries, call_with_retries
+from airflow_provider_hitpaw.uploads import (
+    HitPawUploadRefusedError,
+    Presigned,
+    StreamedBody,
+    UploadedFile,
+    UploadSource,
+    check_expire_seconds,
+    open_source,
+    read_batch_presign_reply,
+    read_presign_reply,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -338,6 +358,139 @@ class HitPawHook(_HitPawConnectionHook):
                 if response.status_code != 200:
                     raise _download_error(response)
                 write_stream(_checked_chunks(response, current), target)
+
+    # --- upload -------------------------------------------------------------------------------
+
+    def upload_file(
+        self,
+        path: str | os.PathLike[str] | ObjectStoragePath,
+        *,
+        content_type: str | None = None,
+        expire_seconds: int = DEFAULT_UPLOAD_EXPIRE_SECONDS,
+    ) -> UploadedFile:
+        """Upload a private file to HitPaw's storage; its ``access_url`` can then be given as ``img_url``.
+
+        Free (no coins). ``path`` is a local path, a ``file:`` URI of a local file, an object-storage
+        URL (``s3://bucket/photo.jpg``) or an ``ObjectStoragePath``. Its type is checked against
+        HitPaw's whitelist (.jpg/.jpeg, .png, .gif, .webp, .bmp; .mp4, .mov, .avi, .mkv, .webm)
+        before any request. Then a presigned URL is asked for (``POST /api/oss/presign-put``, with
+        the API key) and the file is streamed to it in a ``PUT`` with exactly the Content-Type HitPaw
+        returned, in constant memory and without the API key. The PUT takes at most the connection's
+        ``download_timeout`` in all. A failed PUT (5xx, network, 403 for an expired or refused URL)
+        is retried under the connection's retry policy, with a fresh presigned URL when the old one
+        was refused or is about to expire. HitPaw keeps uploads 7 days.
+
+        :param content_type: the file's type, when stated; it must be the one of its extension.
+        :param expire_seconds: how long the presigned PUT URL is valid, 60 to 7200.
+        :raises HitPawValidationError: for a type outside the whitelist or a path that is no file,
+            before any request.
+        """
+        expire_seconds = check_expire_seconds(expire_seconds)
+        source = open_source(path, content_type)
+        return self._upload(source, expire_seconds, None)
+
+    def upload_files(
+        self,
+        paths: list[Any],
+        *,
+        expire_seconds: int = DEFAULT_UPLOAD_EXPIRE_SECONDS,
+    ) -> list[UploadedFile]:
+        """Upload several files, presigned 20 at a time (``POST /api/oss/presign-put/batch``).
+
+        Every file's type is checked before any request. Each PUT is retried like
+        :meth:`upload_file`'s; a file the batch did not sign is presigned on its own.
+
+        :return: one :class:`UploadedFile` per path, in order.
+        """
+        expire_seconds = check_expire_seconds(expire_seconds)
+        sources = [open_source(path) for path in paths]
+        uploaded: list[UploadedFile] = []
+        for start in range(0, len(sources), MAX_UPLOAD_BATCH_FILES):
+            chunk = sources[start : start + MAX_UPLOAD_BATCH_FILES]
+            payload = {
+                "files": [{"filename": s.filename, "content_type": s.content_type} for s in chunk],
+                "expire_seconds": expire_seconds,
+            }
+            presigned = call_with_retries(
+                self.settings.retry, self.log, "batch presign request",
+                lambda payload=payload, n=len(chunk): read_batch_presign_reply(  # type: ignore[misc]
+                    self._upload_post(OSS_PRESIGN_PUT_BATCH_PATH, payload), n, self.settings.api_key
+                ),
+            )
+            for source, first in zip(chunk, presigned, strict=True):
+                uploaded.append(self._upload(source, expire_seconds, first))
+        return uploaded
+
+    def _upload_post(self, path: str, payload: dict[str, Any]) -> Reply:
+        try:
+            return self._post(path, payload)
+        except SyncTransportFailure as failure:
+            raise HitPawConnectionError(f"Presign request failed: {failure.reason}") from None
+
+    def _presign(self, source: UploadSource, expire_seconds: int) -> Presigned:
+        payload = {"filename": source.filename, "content_type": source.content_type, "expire_seconds": expire_seconds}
+        return read_presign_reply(self._upload_post(OSS_PRESIGN_PUT_PATH, payload), self.settings.api_key)
+
+    def _upload(self, source: UploadSource, expire_seconds: int, first: Presigned | None) -> UploadedFile:
+        current = first
+
+        def once() -> UploadedFile:
+            nonlocal current
+            if current is None or not current.usable():
+                current = self._presign(source, expire_seconds)
+            try:
+                self._put_once(source, current)
+            except HitPawUploadRefusedError:
+                current = None  # expired or refused: the next try asks for a fresh URL
+                raise
+            return current.uploaded()
+
+        uploaded = call_with_retries(self.settings.retry, self.log, f"upload of {source.label[:200]}", once)
+        self.log.info("Uploaded %s to HitPaw (%d bytes): %s", source.label, source.size, uploaded.access_url)
+        return uploaded
+
+    def _put_once(self, source: UploadSource, presigned: Presigned) -> None:
+        """One PUT of the whole file to the presigned URL, within ``download_timeout``.
+
+        The headers are built here and the API key is removed from them explicitly (a ``None``
+        value drops a session header): the storage host is not HitPaw's API.
+        """
+        settings = self.settings
+        headers: dict[str, str | None] = {
+            "Content-Type": presigned.content_type,
+            "Content-Length": str(source.size),
+            **IDENTITY_HEADERS,
+            API_KEY_HEADER: None,
+        }
+        with sync_transport.exchange(settings.download_timeout) as current, source.opener() as handle:
+            body = StreamedBody(handle, source.size, current.check_time)
+            try:
+                with self.session.put(
+                    presigned.upload_url,
+                    data=body,
+                    headers=headers,
+                    timeout=(settings.connect_timeout, settings.read_timeout),
+                    allow_redirects=False,
+                    stream=True,
+                ) as response:
+                    reply = sync_transport.read_reply(response, current, limit=64 * 1024)
+                    status = response.status_code
+            except HitPawError:
+                raise
+            except Exception as err:
+                reason = sync_transport.classify(err, current).reason
+                raise HitPawConnectionError(f"Uploading {source.label[:200]} failed: {reason}") from None
+        if status == 200 or status == 204:
+            return
+        detail = " ".join(reply[:300].decode("utf-8", "replace").split())
+        message = f"The storage host answered the upload of {source.label[:200]} with HTTP {status}: {detail[:300]}"
+        if status == 403:
+            raise HitPawUploadRefusedError(message, http_status=status)
+        if status == 429:
+            raise HitPawRateLimitError(message, http_status=status)
+        if status >= 500:
+            raise HitPawServerError(message, http_status=status)
+        raise HitPawResponseError(message, http_status=status)
 
     # --- connection test ----------------------------------------------------------------------
 
