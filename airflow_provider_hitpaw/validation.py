@@ -82,11 +82,12 @@ def validate_model_name(
         raise _invalid(f"model_name must be a non-empty string, got {_show(model_name)}")
     if model_name != model_name.strip():
         raise _invalid(f"model_name {_show(model_name)} has leading or trailing white space")
-    spec = get_model(model_name)
+    spec = get_model(model_name, video=video)
     family = VIDEO_MODELS if video else PHOTO_MODELS
     names = [m.name for m in family]
-    if spec is not None and spec.is_video == video:
+    if spec is not None:
         return spec
+    spec = get_model(model_name, video=not video)
     if spec is not None:
         kind = "a video" if spec.is_video else "a photo"
         raise _invalid(

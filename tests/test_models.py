@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from airflow_provider_hitpaw.errors import HitPawValidationError
 from airflow_provider_hitpaw.models import (
     MODELS,
-    PHOTO_MODELS,
     VIDEO_MODELS,
     ModelKind,
     build_submit_payload,
@@ -33,6 +32,13 @@ SEED_PHOTO_MODELS = {
     "high_fidelity_2x": 2, "high_fidelity_4x": 4, "sharpen_denoise": 1, "detail_denoise": 1,
     "generative_portrait": 1, "generative": 1,
 }
+# docs/enhance/image-enhancement.md (current) and the MCP client's spellings.
+CURRENT_PHOTO_NAMES = {
+    "sharpen_denoise_1x": 1, "detail_denoise_1x": 1, "generative_portrait_1x": 1, "generative_portrait_2x": 2,
+    "generative_portrait_4x": 4, "generative_1x": 1, "generative_2x": 2, "generative_4x": 4, "generative_6x": 6,
+    "generative_8x": 8, "generative_enhance_fast_model_2x": 2, "generative_enhance_fast_model_4x": 4,
+    "generative_enhance_fast_2x": 2, "generative_enhance_fast_4x": 4,
+}
 NOTES_VIDEO_MODELS = {
     "face_soft_2x", "portrait_restore_1x", "portrait_restore_2x", "general_restore_1x",
     "general_restore_2x", "general_restore_4x", "ultrahd_restore_2x", "generative_1x",
@@ -40,17 +46,31 @@ NOTES_VIDEO_MODELS = {
 
 
 def test_catalog_matches_the_documents():
-    assert {m.name: m.scale for m in PHOTO_MODELS} == SEED_PHOTO_MODELS
+    for name, scale in {**SEED_PHOTO_MODELS, **CURRENT_PHOTO_NAMES}.items():
+        spec = get_model(name, video=False)
+        assert spec is not None and spec.scale == scale and not spec.is_video, name
+        assert validate_model_name(name) is spec
+        assert spec.source
     assert {m.name for m in VIDEO_MODELS} == NOTES_VIDEO_MODELS
-    assert MODELS["face_2x"].max_input_megapixels == 67 and MODELS["face_2x"].max_output_megapixels == 600
+    # The loosest documented limits (see catalog.py): 70 MP in, 600 MP out; generative 34 MP out.
+    assert MODELS["face_2x"].max_input_megapixels == 70 and MODELS["face_2x"].max_output_megapixels == 600
     assert MODELS["generative"].max_input_megapixels is None
-    assert MODELS["generative_portrait"].max_output_megapixels == 33
+    assert MODELS["generative_portrait"].max_output_megapixels == 34
+    assert get_model("generative_8x").max_output_megapixels == 34
     assert MODELS["general_restore_4x"].kind is ModelKind.VIDEO
     assert "heif" in MODELS["face_2x"].input_formats and "heif" not in MODELS["face_2x"].output_formats
 
 
 def test_alias_resolves():
     assert get_model("sharpen_denoise_1x") is MODELS["sharpen_denoise"]
+    assert get_model("generative_enhance_fast_2x") is MODELS["generative_enhance_fast_model_2x"]
+
+
+def test_generative_1x_is_a_photo_and_a_video_model():
+    assert get_model("generative_1x", video=False) is MODELS["generative"]
+    assert get_model("generative_1x", video=True).is_video
+    assert validate_model_name("generative_1x") is MODELS["generative"]
+    assert validate_model_name("generative_1x", video=True).is_video
 
 
 def test_typo_suggests_the_nearest_name():

@@ -15,7 +15,10 @@ from airflow_provider_hitpaw.contract.endpoints import (
     TASK_STATUS_PATH,
     VIDEO_ENHANCER_PATH,
 )
+from airflow_provider_hitpaw.contract.pricing import estimate_coins
 from airflow_provider_hitpaw.sandbox.config import DEFAULT_PRICES
+
+PORTRAIT_SIZE = (512, 600)  # /samples/portrait.jpg
 
 KEY = "test-key"
 TIMEOUT = 10
@@ -80,7 +83,7 @@ def balance(sb: Any, key: str = KEY) -> int:
 
 def test_face_2x_round_trip_goes_through_states_and_doubles_the_size(sandbox: Any) -> None:
     data = submit(sandbox, model="face_2x")
-    assert data["consume_coins"] == DEFAULT_PRICES["face_2x"]
+    assert data["consume_coins"] == estimate_coins("face_2x", *PORTRAIT_SIZE) == 10
     final, seen = wait_final(sandbox, data["job_id"])
     assert seen[-1] == "COMPLETED"
     assert len(seen) >= 3 and set(seen[:-1]) <= {"WAITING", "INPUT_PREPARING", "CONVERTING", "OUTPUT_SAVING"}
@@ -184,7 +187,7 @@ def test_unknown_or_video_model_is_refused_on_photo(sandbox: Any, model: str) ->
 
 def test_model_alias_is_accepted(sandbox: Any) -> None:
     data = submit(sandbox, model="sharpen_denoise_1x")
-    assert data["consume_coins"] == DEFAULT_PRICES["sharpen_denoise"]
+    assert data["consume_coins"] == estimate_coins("sharpen_denoise", *PORTRAIT_SIZE)
 
 
 @pytest.mark.parametrize("ext", [".heif", ".gif", "jpg ", ".mp4"])
@@ -265,8 +268,9 @@ def test_other_error_shapes(sandbox: Any, shape: str, expected: dict) -> None:
 def test_each_model_is_charged_its_price(sandbox: Any) -> None:
     for model in ("face_2x", "face_4x", "sharpen_denoise", "generative_portrait"):
         before = balance(sandbox)
-        assert submit(sandbox, model=model)["consume_coins"] == DEFAULT_PRICES[model]
-        assert balance(sandbox) == before - DEFAULT_PRICES[model]
+        price = estimate_coins(model, *PORTRAIT_SIZE)
+        assert submit(sandbox, model=model)["consume_coins"] == price
+        assert balance(sandbox) == before - price
 
 
 def test_refused_requests_are_not_charged(sandbox: Any) -> None:

@@ -24,6 +24,7 @@ from airflow_provider_hitpaw.contract.endpoints import (
     TASK_STATUS_PATH,
     VIDEO_ENHANCER_PATH,
 )
+from airflow_provider_hitpaw.contract.pricing import estimate_coins
 from airflow_provider_hitpaw.sandbox import start_sandbox, start_sandbox_process
 from airflow_provider_hitpaw.sandbox.config import DEFAULT_PRICES, SandboxConfig
 
@@ -96,7 +97,7 @@ def test_a_result_is_downloadable_then_404_and_its_file_deleted() -> None:
         stats = sb.stats()
         assert stats["results_kept"] == 0 and stats["results_deleted"] == 1
         assert [r["job_id"] for r in stats["submissions"]] == [job_id]
-        assert sum(stats["coins_charged_by_key"].values()) == DEFAULT_PRICES["general_4x"]
+        assert sum(stats["coins_charged_by_key"].values()) == estimate_coins("general_4x", 512, 600)
 
 
 def test_the_sweep_bounds_disk_use_across_many_jobs() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from airflow_provider_hitpaw.contract.catalog import ModelSpec, get_model
 from airflow_provider_hitpaw.contract.endpoints import API_KEY_HEADER
+from airflow_provider_hitpaw.contract.pricing import PRICE_TIERS, coins_for_output
 from airflow_provider_hitpaw.sandbox import imaging, replies
 from airflow_provider_hitpaw.sandbox.fetch import FetchError, fetch_bytes
 from airflow_provider_hitpaw.sandbox.jobs import COMPLETED, ERROR, Job
@@ -203,8 +205,19 @@ class ApiRoutes:
             raise RequestRefused(replies.INVALID_API_KEY)
         return owner
 
-    def _charge(self, request: web.Request, spec: ModelSpec) -> int:
-        coins = int(self.state.config.prices.get(spec.name, 0))
+    def _charge(self, request: web.Request, spec: ModelSpec, output_pixels: int | None = None) -> int:
+        """Charge the key for one job: a flat price given in the config, else (a photo) HitPaw's
+        price for a result of ``output_pixels`` pixels.
+
+        :raises RequestRefused: 110402000 when the balance is short (nothing is charged).
+        """
+        flat = self.state.config.prices.get(spec.name)
+        if flat is not None:
+            coins = int(flat)
+        elif output_pixels is not None and spec.pricing in PRICE_TIERS:
+            coins = coins_for_output(spec.pricing, output_pixels)
+        else:
+            coins = 0
         if not self.state.ledger.try_charge(request.headers[API_KEY_HEADER], coins):
             raise RequestRefused(replies.COINS_NOT_ENOUGH)
         return coins
@@ -231,8 +244,8 @@ class ApiRoutes:
     async def photo_enhancer(self, request: web.Request) -> web.Response:
         owner = self._owner(request)
         photo = parse_photo_request(await read_json_object(request))
-        spec = get_model(photo.model_name)
-        if spec is None or spec.is_video:
+        spec = get_model(photo.model_name, video=False)
+        if spec is None:
             raise RequestRefused(replies.MODEL_NOT_SUPPORTED)
         ext = output_extension(photo.extension, spec)
         if not is_http_url(photo.img_url):
@@ -249,12 +262,20 @@ class ApiRoutes:
             info = await asyncio.to_thread(imaging.probe_image, data)
         except (FetchError, imaging.NotAnImageError):
             raise RequestRefused(replies.INVALID_URL) from None
-        if spec.max_input_megapixels is not None and info.megapixels > spec.max_input_megapixels:
+        if math.isinf(info.megapixels):  # a header too large for Pillow: over every limit
+            raise RequestRefused(
+                replies.INPUT_RESOLUTION_OVER_LIMIT
+                if spec.max_input_pixels is not None
+                else replies.TARGET_RESOLUTION_OVER_LIMIT
+            )
+        input_pixels = info.width * info.height
+        if spec.max_input_pixels is not None and input_pixels > spec.max_input_pixels:
             raise RequestRefused(replies.INPUT_RESOLUTION_OVER_LIMIT)
-        output_megapixels = info.megapixels * spec.scale**2
-        if output_megapixels > spec.max_output_megapixels:
+        output_pixels = input_pixels * spec.scale**2
+        output_megapixels = output_pixels / 1_000_000
+        if output_pixels > spec.max_output_pixels:
             raise RequestRefused(replies.TARGET_RESOLUTION_OVER_LIMIT)
-        coins = self._charge(request, spec)
+        coins = self._charge(request, spec, output_pixels)
         job = self._new_job(request, owner, photo.img_url, photo.model_name, coins, f"result.{ext}")
         if job.final_status == COMPLETED and output_megapixels > config.max_work_megapixels:
             log.warning(
@@ -283,8 +304,8 @@ class ApiRoutes:
         """A video job: validated and charged like HitPaw's, but its result is only a placeholder."""
         owner = self._owner(request)
         video = parse_video_request(await read_json_object(request))
-        spec = get_model(video.model_name)
-        if spec is None or not spec.is_video:
+        spec = get_model(video.model_name, video=True)
+        if spec is None:
             raise RequestRefused(replies.MODEL_NOT_SUPPORTED)
         ext = output_extension(video.extension, spec)
         if video.width * video.height > spec.max_output_megapixels * 1_000_000:

@@ -20,23 +20,12 @@ FAULT_ENDPOINTS: frozenset[str] = frozenset({"submit", "status", "result", "uplo
 #: The error body shapes HitPaw is known to use (see docs/hitpaw-api.md).
 ERROR_SHAPES: tuple[str, ...] = ("error_code", "code", "code_msg")
 
-#: Coins charged per submission. HitPaw publishes no price list: these only keep the ledger honest
-#: (a 4x model costs more than a 2x one, a generative model the most).
+#: Flat coins charged per job, for the models not priced per image. A photo job is charged HitPaw's
+#: price for its result's size (:func:`airflow_provider_hitpaw.contract.pricing.estimate_coins`, from
+#: ``docs/get-started/pricing.md``); a model given in ``prices`` (``--price MODEL=COINS``) is charged that
+#: flat price instead, whatever the size. Video is billed per output second by HitPaw; the sandbox
+#: cannot know the duration and charges these flat prices per job instead.
 DEFAULT_PRICES: dict[str, int] = {
-    "face_2x": 10,
-    "face_4x": 20,
-    "face_v2_2x": 10,
-    "face_v2_4x": 20,
-    "general_2x": 10,
-    "general_4x": 20,
-    "high_fidelity_2x": 10,
-    "high_fidelity_4x": 20,
-    "sharpen_denoise": 5,
-    "detail_denoise": 5,
-    "generative_portrait": 75,
-    "generative": 75,
-    # Video is billed per output second by HitPaw; the sandbox cannot know the duration and charges
-    # a flat price per job instead.
     "face_soft_2x": 50,
     "portrait_restore_1x": 30,
     "portrait_restore_2x": 50,
@@ -149,7 +138,9 @@ class SandboxConfig:
         by default, like HitPaw); after it ``res_url`` answers 404 and a periodic sweep deletes the
         file, so disk use is bounded by this lifetime times the job rate. The job itself is still
         known (and still COMPLETED) to ``/api/task-status``.
-    :param prices: coins charged per model; merged over :data:`DEFAULT_PRICES`.
+    :param prices: flat coins charged per job of a model, whatever the photo's size; merged over
+        :data:`DEFAULT_PRICES`. A photo model not listed is charged HitPaw's price for its result's
+        size.
     :param error_shape: the error body: ``error_code`` -> ``{"error_code", "message"}``,
         ``code`` -> ``{"code", "message"}``, ``code_msg`` -> ``{"code", "msg"}``.
     :param faults: fault injection settings.
