@@ -21,8 +21,10 @@ MODES = ("ours", "bare", "session_per_poll")
 # trigger, which weighs each trigger's start and its two INFO lines heavily). The last full config,
 # span 20, is nearer real HitPaw jobs (minutes at a 5 s poll) and shows the steady per-poll cost.
 FULL = [(1_000, 2.0, 2), (10_000, 10.0, 1), (1_000, 1.0, 1, 20.0)]
-QUICK = [(300, 0.5, 3)]
-SMOKE = [(20, 0.3, 1)]
+# Intervals of at least 1 s: the provider never polls faster (events.MIN_POLL_INTERVAL_SECONDS), and a
+# baseline polling faster than "ours" would compare different loads.
+QUICK = [(300, 1.0, 3)]
+SMOKE = [(20, 1.0, 1)]
 
 CPU_TARGET = 1.2
 RSS_TARGET = 10 * 1024

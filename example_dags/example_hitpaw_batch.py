@@ -15,7 +15,6 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_hitpaw.errors import HitPawValidationError
-from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.models import PHOTO_MODELS
 from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
 
@@ -34,6 +33,8 @@ def sample_photo_url(conn_id: str = "hitpaw_default") -> str:
     Built from the hook's base URL (the connection's host and port, normalized), not from the raw host
     field. The real HitPaw serves no sample: against it, this fails before any request is sent.
     """
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook  # at run time: DAG files parse light
+
     base_url = HitPawHook(conn_id).settings.base_url
     host = urlsplit(base_url).hostname or ""
     if host == "hitpaw.com" or host.endswith(".hitpaw.com"):

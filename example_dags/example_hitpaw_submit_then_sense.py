@@ -14,7 +14,6 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_hitpaw.errors import HitPawValidationError
-from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.models import PHOTO_MODELS
 from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
 from airflow_provider_hitpaw.sensors.hitpaw import TaskStatusSensor
@@ -44,6 +43,8 @@ def sample_photo_url(conn_id: str = "hitpaw_default") -> str:
     Built from the hook's base URL (the connection's host and port, normalized), not from the raw host
     field. The real HitPaw serves no sample: against it, this fails before any request is sent.
     """
+    from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook  # at run time: DAG files parse light
+
     base_url = HitPawHook(conn_id).settings.base_url
     host = urlsplit(base_url).hostname or ""
     if host == "hitpaw.com" or host.endswith(".hitpaw.com"):
@@ -89,6 +90,8 @@ with DAG(
     def keep_result(status: dict[str, Any], params: dict[str, Any] | None = None) -> str:
         """Copy the result named by the sensor's ``res_url`` to the output folder."""
         output_dir = (params or {}).get("output_dir") or "/tmp/hitpaw-results"  # noqa: S108
+        from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
+
         return HitPawHook().download_result(status["res_url"], f"{output_dir}/")
 
     submit >> wait_for_result

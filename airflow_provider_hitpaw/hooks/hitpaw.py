@@ -529,6 +529,7 @@ class HitPawAsyncHook(_HitPawConnectionHook):
     ) -> None:
         super().__init__(hitpaw_conn_id, retry_policy=retry_policy)
         self._settings: HitPawSettings | None = None
+        self._read: HitPawSettings | None = None
 
     async def get_settings(self, *, fresh: bool = False) -> HitPawSettings:
         """The connection's settings, shared by the process's hooks and re-read at least once a minute
@@ -536,11 +537,13 @@ class HitPawAsyncHook(_HitPawConnectionHook):
         picks up a rotated key. ``fresh`` reads the connection again now."""
         from airflow_provider_hitpaw.hooks.session import shared_settings
 
-        settings = await shared_settings(self.hitpaw_conn_id, self._read_settings, fresh=fresh)
-        if self._retry_policy_override is not None:
-            settings = _with_policy(settings, self._retry_policy_override)
-        self._settings = settings
-        return settings
+        read = await shared_settings(self.hitpaw_conn_id, self._read_settings, fresh=fresh)
+        if read is not self._read:  # derived once per connection read, not once per poll
+            self._read = read
+            override = self._retry_policy_override
+            self._settings = read if override is None else _with_policy(read, override)
+        assert self._settings is not None
+        return self._settings
 
     @property
     def request_time_limit(self) -> float | None:

@@ -95,6 +95,9 @@ async def shared_settings(conn_id: str, read: Callable[[], Awaitable[T]], *, fre
     entry = entries.get(conn_id)
     now = time.monotonic()
     stale = entry is not None and fresh and entry[0] - SETTINGS_TTL_SECONDS < now - 1.0
+    if entry is not None and not stale and entry[0] >= now and entry[1].done() and not _failed(entry[1]):
+        result: T = entry[1].result()  # the usual case, once per poll: no new future, no shield
+        return result
     if entry is None or entry[0] < now or stale or _failed(entry[1]):
         future: asyncio.Future[Any] = asyncio.ensure_future(read())
         entries[conn_id] = (now + SETTINGS_TTL_SECONDS, future)
