@@ -53,6 +53,7 @@ from airflow_provider_hitpaw.resume import (
     SubmissionIntent,
     submission_fingerprint,
 )
+from airflow_provider_hitpaw.uploads import check_upload_name, upload_still_usable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -125,6 +126,20 @@ def runtime_poll_interval(value: object, name: str, log: Any) -> float:
     return float(value)
 
 
+def _as_url_path(img_path: object) -> str:
+    """``img_path`` as a URL-like string whose last segment is the file's name (for the result's name,
+    the label and the extension): a local path gets percent-encoded into a ``file:`` URI."""
+    text = str(img_path)
+    if "://" in text or text[:5].lower() == "file:":
+        return text
+    from pathlib import Path
+
+    try:
+        return Path(text).absolute().as_uri()
+    except ValueError:
+        return text
+
+
 def is_template(value: object) -> bool:
     """Whether a value will only be known once Jinja renders it (or an XCom resolves)."""
     if isinstance(value, str):
@@ -179,6 +194,12 @@ class EnhancePhotoOperator(BaseOperator):
     request.
 
     :param img_url: public http(s) URL of the photo. (templated)
+    :param img_path: a private photo to upload first, instead of ``img_url``: a local path, a ``file:``
+        URI or an object-storage URL (``s3://bucket/photo.jpg``). It is uploaded to HitPaw's storage
+        (free; .jpg, .jpeg, .png, .gif, .webp or .bmp) and its ``access_url`` is submitted. The upload is
+        remembered in the task state store (Airflow 3.3+), so a retry reuses it while HitPaw keeps it, and
+        a retry reconnects to the job as with ``img_url``. Give exactly one of ``img_url`` and
+        ``img_path``. (templated)
     :param model_name: the HitPaw model, e.g. ``face_2x`` or ``general_4x``. (templated)
     :param extension: the result's extension, e.g. ``.png``; by default the photo's own, taken from
         ``img_url`` (a HEIF photo needs an explicit one). (templated)
@@ -206,14 +227,17 @@ class EnhancePhotoOperator(BaseOperator):
         does the same. Airflow 3.3+ (before it every try submits anyway). (templated)
     """
 
-    template_fields: Sequence[str] = ("img_url", "model_name", "extension", "dpi", "output_path", "new_job")
+    template_fields: Sequence[str] = (
+        "img_url", "img_path", "model_name", "extension", "dpi", "output_path", "new_job",
+    )
     ui_color = "#d7ecff"
     operator_extra_links = (HitPawResultLink(),)
 
     def __init__(
         self,
         *,
-        img_url: str,
+        img_url: str | None = None,
+        img_path: str | None = None,
         model_name: str,
         extension: str | None = None,
         exif: bool = False,
@@ -231,6 +255,7 @@ class EnhancePhotoOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.img_url = img_url
+        self.img_path = img_path
         self.model_name = model_name
         self.extension = extension
         self.exif = exif
@@ -265,7 +290,12 @@ class EnhancePhotoOperator(BaseOperator):
             spec = validate_model_name(self.model_name, allow_unknown_model=self.allow_unknown_model)
             model_known = True
         extension = self.extension
-        if not is_template(self.img_url):
+        self._check_photo_source()
+        if self.img_path is not None and not is_template(self.img_path):
+            check_upload_name(str(self.img_path), photos_only=True)
+            if extension is None:
+                extension = output_extension_for(_as_url_path(self.img_path), None)
+        elif self.img_url is not None and not is_template(self.img_url):
             validate_url(self.img_url)
             if extension is None:
                 extension = output_extension_for(self.img_url, None)
@@ -276,14 +306,60 @@ class EnhancePhotoOperator(BaseOperator):
         if self.output_path and not is_template(self.output_path):
             check_destination(self.output_path)
 
+    def _check_photo_source(self) -> None:
+        """Exactly one of ``img_url`` and ``img_path`` (a rendered empty string counts as none)."""
+        has_url = self.img_url is not None and self.img_url != ""
+        has_path = self.img_path is not None and self.img_path != ""
+        if has_url == has_path:
+            raise HitPawValidationError(
+                "Give exactly one of img_url (a public URL) and img_path (a file to upload first), "
+                f"got {'both' if has_url else 'neither'}"
+            )
+
+    def _uploaded_img_url(self, context: Context) -> str:
+        """The ``access_url`` of ``img_path``: uploaded now, or by an earlier try and still kept.
+
+        Free: an upload costs no coins. Everything that can be checked without the file is checked
+        first (the type against HitPaw's whitelist, ``output_path``'s form).
+        """
+        from airflow_provider_hitpaw.resume import StoredUpload, UploadMemory
+
+        img_path = str(self.img_path)
+        check_upload_name(img_path, photos_only=True)
+        if self.output_path:
+            check_destination(self.output_path)
+        memory = UploadMemory(context)
+        try:
+            stored = memory.load()
+        except Exception as err:
+            self.log.warning("Could not read task_state_store (%s: %s); uploading", type(err).__name__, err)
+            stored = None
+        if stored is not None and stored.img_path == img_path and upload_still_usable(stored.uploaded_at):
+            self.log.info("Reusing the upload of %s by an earlier try: %s", img_path, stored.access_url)
+            return stored.access_url
+        uploaded = self.hook.upload_file(self.img_path)  # type: ignore[arg-type]
+        try:
+            memory.save(StoredUpload(img_path, uploaded.access_url, uploaded.object_key, time.time()))
+        except Exception as err:
+            self.log.warning("Could not keep the upload in task_state_store (%s: %s)", type(err).__name__, err)
+        return uploaded.access_url
+
+    def _fingerprinted(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """What the submission's fingerprint is taken of: with ``img_path``, the path rather than the
+        upload's ``access_url`` (a new upload on a retry must not look like another submission)."""
+        if self.img_path:
+            return {**payload, "img_url": None, "img_path": str(self.img_path)}
+        return payload
+
     def _submission_payload(self) -> dict[str, Any]:
         """The rendered arguments, checked in full; raises before any request is sent."""
         if self.output_path:
             check_destination(self.output_path)  # a result paid for and then not kept is money lost
         validate_url(self.img_url)
-        extension = output_extension_for(self.img_url, self.extension or None)
+        img_url = str(self.img_url)
+        extension = output_extension_for(img_url, self.extension or None)
         return build_submit_payload(
-            self.img_url,
+            img_url,
             self.model_name,
             extension,
             self.exif,
@@ -302,17 +378,20 @@ class EnhancePhotoOperator(BaseOperator):
     @property
     def photo_label(self) -> str:
         """The photo's file name, short and without the URL's query string: ``map_index_template="{{ task.photo_label }}"``."""
-        return labels.photo_label(self.img_url)
+        return labels.photo_label(_as_url_path(self.img_path) if self.img_path else self.img_url)
 
     def execute(self, context: Context) -> dict[str, Any]:
         labels.check_map_index(self, context)  # before any request: a label Airflow could not store
+        if self.img_path:  # a private photo: uploaded first (free), its access_url is submitted
+            self._check_photo_source()
+            self.img_url = self._uploaded_img_url(context)
         payload = self._submission_payload()
         # Every check that can fail runs before the first request, so before anything is paid.
         poll_interval = runtime_poll_interval(self.poll_interval, "poll_interval", self.log)
         timeout = check_wait_timeout(self.timeout)
         new_job = self._new_job_requested(context)
         memory = JobMemory(context)
-        fingerprint = submission_fingerprint(payload)
+        fingerprint = submission_fingerprint(self._fingerprinted(payload))
         ti = context["ti"]
 
         job, status = self._reconnect(memory, fingerprint, ti, new_job)
@@ -431,7 +510,7 @@ class EnhancePhotoOperator(BaseOperator):
         if isinstance(stored, SubmissionIntent):
             raise HitPawSubmitOutcomeUnknownFailure(
                 f"An earlier try of this task (try {stored.try_number}, at {stored.started_at}) was stopped "
-                f"while submitting {self.img_url[:200]} with model {self.model_name}, before HitPaw's reply "
+                f"while submitting {str(self.img_url)[:200]} with model {self.model_name}, before HitPaw's reply "
                 "was recorded: HitPaw may or may not have created and charged a job. It is not submitted "
                 "again automatically (HitPaw has no idempotency key and no job listing). Check the "
                 f"account's usage for a job made around that time. {NEW_JOB_HINT}",
@@ -512,7 +591,7 @@ class EnhancePhotoOperator(BaseOperator):
             # An execution_timeout (AirflowTaskTimeout), a kill signal or any other interruption while
             # the request may have been in flight: Airflow would retry most of them, and pay again.
             raise HitPawSubmitOutcomeUnknownFailure(
-                f"The submission of {self.img_url[:200]} with model {self.model_name} was interrupted "
+                f"The submission of {str(self.img_url)[:200]} with model {self.model_name} was interrupted "
                 f"({type(err).__name__}: {str(err)[:200] or 'no message'}) before HitPaw's reply arrived: "
                 "HitPaw may or may not have created and charged a job. The task fails without Airflow "
                 "retries, which could pay twice; check the account's usage for a job made around now. "
@@ -572,7 +651,10 @@ class EnhancePhotoOperator(BaseOperator):
         output_path = None
         if self.output_path:
             output_path = self.hook.download_result(
-                res_url, self.output_path, job_id=completed.job_id, source_url=self.img_url
+                res_url,
+                self.output_path,
+                job_id=completed.job_id,
+                source_url=_as_url_path(self.img_path) if self.img_path else self.img_url,
             )
         result = {**completed.to_xcom(), "consume_coins": consume_coins, "output_path": output_path}
         self._result = result
@@ -601,7 +683,8 @@ class EnhancePhotoOperator(BaseOperator):
             from airflow.providers.openlineage.extractors import OperatorLineage
         except ImportError:
             return None
-        inputs = [Dataset(*dataset_identity(self.img_url))] if isinstance(self.img_url, str) else []
+        source = _as_url_path(self.img_path) if self.img_path else self.img_url
+        inputs = [Dataset(*dataset_identity(source))] if isinstance(source, str) else []
         outputs = []
         result = self._result or {}
         for location in (result.get("res_url"), result.get("output_path")):
