@@ -59,7 +59,12 @@ def uploads(sandbox: Any) -> dict[str, Any]:
 def set_upload_knob(sandbox: Any, **values: Any) -> None:
     """Change the sandbox storage host's test knobs (``expire_next``) on its event loop."""
     store = sandbox._server.state.uploads
-    sandbox._call(lambda: [setattr(store, k, v) for k, v in values.items()])
+
+    def change() -> None:
+        for name, value in values.items():
+            setattr(store, name, value)
+
+    sandbox._call(change)
 
 
 def presign(sandbox: Any, filename: str = "photo.jpg", content_type: str = "image/jpeg") -> dict[str, Any]:
