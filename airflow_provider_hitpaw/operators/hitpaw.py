@@ -225,6 +225,14 @@ class EnhancePhotoOperator(BaseOperator):
         guess about a submission whose outcome is unknown. Only the first try after the clear submits:
         its retries reconnect to the new job. A run triggered with conf ``{"hitpaw_new_job": true}``
         does the same. Airflow 3.3+ (before it every try submits anyway). (templated)
+    :param preflight: before paying, read the photo's size from the first bytes of its file (a ranged
+        GET, at most 1 MiB, within the connection's timeouts; never with the API key) and refuse a photo
+        over the model's input limit or whose result would be over its output limit. When the size
+        cannot be read the photo is submitted anyway, with a log line.
+    :param max_coins: refuse, before paying, a job whose price (HitPaw's price table for the result's
+        size, see :func:`~airflow_provider_hitpaw.contract.pricing.estimate_coins`) is over this many
+        coins. When the size is not known (``preflight=False``, or it could not be read) the model's
+        highest price must be within it; a model with no known price is refused.
     """
 
     template_fields: Sequence[str] = (
@@ -251,6 +259,8 @@ class EnhancePhotoOperator(BaseOperator):
         allow_unknown_model: bool = False,
         max_consecutive_errors: int = 5,
         new_job: bool | str = False,
+        preflight: bool = True,
+        max_coins: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -269,6 +279,8 @@ class EnhancePhotoOperator(BaseOperator):
         self.allow_unknown_model = allow_unknown_model
         self.max_consecutive_errors = max_consecutive_errors
         self.new_job = new_job
+        self.preflight = preflight
+        self.max_coins = max_coins
         self._result: dict[str, Any] | None = None
         self._check_arguments()
 
@@ -285,6 +297,12 @@ class EnhancePhotoOperator(BaseOperator):
             raise HitPawValidationError(
                 f"max_consecutive_errors must be a whole number of at least 1, got {self.max_consecutive_errors!r}"
             )
+        if not isinstance(self.preflight, bool):
+            raise HitPawValidationError(f"preflight must be True or False, got {self.preflight!r}")
+        if self.max_coins is not None and (
+            isinstance(self.max_coins, bool) or not isinstance(self.max_coins, int) or self.max_coins < 0
+        ):
+            raise HitPawValidationError(f"max_coins must be a whole number of coins or None, got {self.max_coins!r}")
         spec, model_known = None, False
         if not is_template(self.model_name):
             spec = validate_model_name(self.model_name, allow_unknown_model=self.allow_unknown_model)
@@ -367,6 +385,23 @@ class EnhancePhotoOperator(BaseOperator):
             allow_unknown_model=self.allow_unknown_model,
         )
 
+    def _check_before_paying(self, payload: dict[str, Any]) -> int | None:
+        """The photo's size against the model's limits (``preflight``) and its price against
+        ``max_coins``, on the payload about to be sent; returns the estimated price, if known.
+
+        :raises HitPawValidationError: before anything is sent.
+        """
+        from airflow_provider_hitpaw.preflight import check_before_paying
+
+        return check_before_paying(
+            self.hook,
+            str(payload["img_url"]),
+            str(payload["model_name"]),
+            preflight=self.preflight,
+            max_coins=self.max_coins,
+            logger=self.log,
+        ).estimated_coins
+
     # --- execution ------------------------------------------------------------------------------
 
     @cached_property
@@ -386,6 +421,7 @@ class EnhancePhotoOperator(BaseOperator):
             self._check_photo_source()
             self.img_url = self._uploaded_img_url(context)
         payload = self._submission_payload()
+        self._check_before_paying(payload)
         # Every check that can fail runs before the first request, so before anything is paid.
         poll_interval = runtime_poll_interval(self.poll_interval, "poll_interval", self.log)
         timeout = check_wait_timeout(self.timeout)
