@@ -306,6 +306,24 @@ def test_a_dag_enhances_a_local_file_and_an_object_storage_path(airflow_db, monk
     assert all("/files/uploads/" in url for url in stats["submissions_by_img_url"])
 
 
+@pytest.mark.dagtest
+def test_the_example_dag_enhances_a_local_copy_of_the_sample(airflow_db, monkeypatch, sandbox, tmp_path):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HITPAW_DEFAULT",
+        json.dumps({"conn_type": "hitpaw", "host": sandbox.base_url, "password": SANDBOX_API_KEY}),
+    )
+    dag = load_dag(airflow_db, "example_hitpaw_enhance_local_photo.py", "example_hitpaw_enhance_local_photo")
+    dag.get_task("enhance_local_photo").poll_interval = 1
+    run = dag.test(run_conf={"output_dir": str(tmp_path / "results")})
+    assert str(run.state) == "success"
+    (result,) = list((tmp_path / "results").iterdir())
+    assert result.name.startswith("portrait-")
+    with Image.open(result) as image:
+        assert image.size == (1024, 1200)
+    stats = sandbox.stats()
+    assert stats["uploads"]["stored"] == 1 and len(stats["submissions"]) == 1
+
+
 _RETRY_DAG_FILE = '''
 from __future__ import annotations
 
