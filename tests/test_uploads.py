@@ -259,6 +259,34 @@ def test_img_url_and_img_path_are_exclusive_at_parse_time():
     EnhancePhotoOperator(task_id="templated", img_path="{{ params.photo }}", model_name="face_2x")
 
 
+def test_a_second_try_reuses_the_upload_and_the_job_and_an_old_upload_is_made_again(hook, sandbox, conn_id):
+    from tests.support.operator_support import FakeTaskInstance, FakeTaskStateStore, make_context
+
+    store = FakeTaskStateStore()
+
+    def one_try(try_number):  # type: ignore[no-untyped-def]
+        op = EnhancePhotoOperator(task_id="enhance", img_path=str(PORTRAIT), model_name="face_2x",
+                                  hitpaw_conn_id=conn_id, wait_for_completion=False, retries=3)
+        return op.execute(make_context(store=store, ti=FakeTaskInstance(try_number, 3)))
+
+    first = one_try(1)
+    assert store.values["hitpaw_upload"]["img_path"] == str(PORTRAIT)
+    assert "img_path" not in store.values["hitpaw_job"]  # the job's record is its own
+    second = one_try(2)
+    assert second["job_id"] == first["job_id"]
+    assert uploads(sandbox)["presigned"] == 1 and len(sandbox.stats()["submissions"]) == 1
+
+    store.values["hitpaw_upload"]["uploaded_at"] -= 6.5 * 86400  # HitPaw deletes it within the day
+    third = one_try(3)
+    assert uploads(sandbox)["presigned"] == 2  # uploaded again...
+    assert third["job_id"] == first["job_id"]  # ...and still the same submission: no second charge
+    op = EnhancePhotoOperator(task_id="enhance", img_path=str(PORTRAIT), model_name="face_2x",
+                              hitpaw_conn_id=conn_id, wait_for_completion=False, retries=3)
+    context = make_context(store=store, ti=FakeTaskInstance(4, 3))
+    assert op.execute(context)["job_id"] == op.execute(context)["job_id"] == first["job_id"]  # its own upload
+    assert len(sandbox.stats()["submissions"]) == 1
+
+
 _DAG_FILE = '''
 from __future__ import annotations
 

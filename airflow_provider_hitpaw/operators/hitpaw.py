@@ -282,6 +282,7 @@ class EnhancePhotoOperator(BaseOperator):
         self.preflight = preflight
         self.max_coins = max_coins
         self._result: dict[str, Any] | None = None
+        self._access_url: str | None = None  # img_path's upload, once made: the submitted img_url
         self._check_arguments()
 
     # --- checks ---------------------------------------------------------------------------------
@@ -326,7 +327,7 @@ class EnhancePhotoOperator(BaseOperator):
 
     def _check_photo_source(self) -> None:
         """Exactly one of ``img_url`` and ``img_path`` (a rendered empty string counts as none)."""
-        has_url = self.img_url is not None and self.img_url != ""
+        has_url = self.img_url not in (None, "", self._access_url)  # not the upload set by execute
         has_path = self.img_path is not None and self.img_path != ""
         if has_url == has_path:
             raise HitPawValidationError(
@@ -419,7 +420,7 @@ class EnhancePhotoOperator(BaseOperator):
         labels.check_map_index(self, context)  # before any request: a label Airflow could not store
         if self.img_path:  # a private photo: uploaded first (free), its access_url is submitted
             self._check_photo_source()
-            self.img_url = self._uploaded_img_url(context)
+            self.img_url = self._access_url = self._uploaded_img_url(context)
         payload = self._submission_payload()
         self._check_before_paying(payload)
         # Every check that can fail runs before the first request, so before anything is paid.
