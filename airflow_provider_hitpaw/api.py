@@ -362,6 +362,11 @@ def parse_status_reply(status_code: int, body: bytes, job_id: str, *, payload: A
 # --- replies read in full, turned into values or typed errors ------------------------------------
 
 
+#: Shorter keys are not masked in replies (Airflow's own masker skips them too): replacing a two-letter
+#: string everywhere would garble the reply, and no real HitPaw key is that short.
+MIN_MASKED_SECRET_CHARS = 5
+
+
 class Reply(NamedTuple):
     """An API reply, read in full."""
 
@@ -377,7 +382,7 @@ def mask_secret(reply: Reply, secret: str | None) -> tuple[bytes, Any, Callable[
     (or a trigger event in the metadata database) whole, nor as the prefix left by a cut.
     """
     body = reply.body
-    if not secret:
+    if not secret or len(secret) < MIN_MASKED_SECRET_CHARS:
         return body, try_decode_json(body), _unchanged
     raw = secret.encode("utf-8")
     if raw in body:

@@ -364,3 +364,21 @@ def test_any_failure_after_the_request_is_typed_and_sent_once(any_server, monkey
     assert any_server.count(PHOTO_ENHANCER_PATH) == 1, outcome
     if isinstance(outcome, SubmittedJob):
         assert outcome.job_id != "second-charge"
+
+
+def test_transport_errors_never_quote_a_url_query_string():
+    """A presigned URL's signature must not reach a log through a transport error's text."""
+    from airflow_provider_hitpaw.hooks.transport import brief
+
+    urllib3_text = ("HTTPSConnectionPool(host='h', port=443): Max retries exceeded with url: "
+                    "/oss/a.png?Expires=1&Signature=SECRETSIG (Caused by ReadTimeoutError())")
+    assert "SECRETSIG" not in brief(ValueError(urllib3_text))
+    assert "SECRETSIG" not in brief(ValueError("PUT https://h/oss/a.png?Signature=SECRETSIG failed"))
+    assert "/oss/a.png" in brief(ValueError(urllib3_text))
+
+
+def test_a_key_too_short_to_mask_leaves_the_reply_readable():
+    from airflow_provider_hitpaw.api import Reply, read_status_reply
+
+    body = json.dumps({"code": 200, "data": {"job_id": "job-1", "status": "CONVERTING"}}).encode()
+    assert read_status_reply(Reply(200, body, {}), "job-1", "o").raw_status == "CONVERTING"

@@ -7,6 +7,7 @@ but 100 KiB on the wire can no longer become 100 MiB in memory: inflating stops 
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -83,6 +84,12 @@ class Failure:
     reason: str
 
 
+# A URL's query string, whole (scheme://host/path?...) or as urllib3 quotes it ("with url: /path?...").
+_QUERY = re.compile(r"(\w+://[^\s?#'\"]+|url: [^\s?#'\"]+)\?[^\s'\")]*")
+
+
 def brief(err: BaseException) -> str:
-    text = " ".join(str(err).split())
+    """A short, one-line description of a transport error, without URL query strings (a presigned URL's
+    signature must not reach a log)."""
+    text = _QUERY.sub(r"\1?...", " ".join(str(err).split()))
     return text[:300] + ("..." if len(text) > 300 else "")
