@@ -20,6 +20,7 @@ from airflow_provider_hitpaw.preflight import (
     check_photo_size,
     read_photo_dimensions,
 )
+from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
 from tests.support.operator_support import make_context as _make_context
 from tests.support.photo_host import PhotoHost, jpeg_with_late_header, png_header
@@ -235,3 +236,22 @@ def test_a_photo_host_too_slow_for_the_preflight_is_submitted_anyway(
             op.execute(make_context())
     assert len(sandbox.stats()["submissions"]) == 1
     assert "Preflight skipped, the photo is submitted unchecked" in caplog.text + capsys.readouterr().out
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="task_state_store is Airflow 3.3+")
+def test_a_retry_reconnects_to_the_paid_job_whatever_max_coins_says(scripted: Any, canary_conn: str) -> None:
+    from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH, TASK_STATUS_PATH
+    from airflow_provider_hitpaw.resume import STATE_KEY, submission_fingerprint
+    from tests.support.operator_support import FakeTaskStateStore
+    from tests.support.scripted_server import status_step
+
+    scripted.script(TASK_STATUS_PATH, status_step("COMPLETED", job_id="job-1", res_url="https://r.example/o.jpg"))
+    # The photo's URL no longer answers (a signed URL that expired): its size, so its price, is unknown.
+    op = operator(img_url="https://photos.example/p.png", hitpaw_conn_id=canary_conn, max_coins=10,
+                  wait_for_completion=True)
+    store = FakeTaskStateStore()
+    store.set(STATE_KEY, {"job_id": "job-1", "consume_coins": 10,
+                          "fingerprint": submission_fingerprint(op._submission_payload())})
+    context: Any = _make_context(store=store)
+    result = op.execute(context)
+    assert result["job_id"] == "job-1" and scripted.count(PHOTO_ENHANCER_PATH) == 0

@@ -386,22 +386,28 @@ class EnhancePhotoOperator(BaseOperator):
             allow_unknown_model=self.allow_unknown_model,
         )
 
-    def _check_before_paying(self, payload: dict[str, Any]) -> int | None:
+    def _check_before_paying(self, payload: dict[str, Any]) -> HitPawValidationError | None:
         """The photo's size against the model's limits (``preflight``) and its price against
-        ``max_coins``, on the payload about to be sent; returns the estimated price, if known.
+        ``max_coins``, on the payload about to be sent (the estimate is logged).
 
-        :raises HitPawValidationError: before anything is sent.
+        :return: the refusal, if any, for ``execute`` to raise right before a new submission: nothing
+            is sent then. It is not raised when the try reconnects to a job an earlier try already paid
+            for (a signed photo URL that expired since, or a changed price, must not lose that job).
         """
         from airflow_provider_hitpaw.preflight import check_before_paying
 
-        return check_before_paying(
-            self.hook,
-            str(payload["img_url"]),
-            str(payload["model_name"]),
-            preflight=self.preflight,
-            max_coins=self.max_coins,
-            logger=self.log,
-        ).estimated_coins
+        try:
+            check_before_paying(
+                self.hook,
+                str(payload["img_url"]),
+                str(payload["model_name"]),
+                preflight=self.preflight,
+                max_coins=self.max_coins,
+                logger=self.log,
+            )
+        except HitPawValidationError as refusal:
+            return refusal
+        return None
 
     # --- execution ------------------------------------------------------------------------------
 
@@ -422,7 +428,7 @@ class EnhancePhotoOperator(BaseOperator):
             self._check_photo_source()
             self.img_url = self._access_url = self._uploaded_img_url(context)
         payload = self._submission_payload()
-        self._check_before_paying(payload)
+        refusal = self._check_before_paying(payload)
         # Every check that can fail runs before the first request, so before anything is paid.
         poll_interval = runtime_poll_interval(self.poll_interval, "poll_interval", self.log)
         timeout = check_wait_timeout(self.timeout)
@@ -435,6 +441,8 @@ class EnhancePhotoOperator(BaseOperator):
         submitted_now = job is None
         intent_kept = False
         if job is None:
+            if refusal is not None:  # raised only before paying: a job an earlier try paid for is kept
+                raise refusal
             job, intent_kept = self._submit(payload, fingerprint, memory, ti)
         try:
             # The job id goes to XCom first: if the store cannot keep it, the id is still where a user
