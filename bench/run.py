@@ -15,10 +15,18 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import bench_download, bench_hook, bench_parse, bench_ratelimit, bench_triggers, worker_slots
+from bench import (
+    bench_download,
+    bench_hook,
+    bench_parse,
+    bench_ratelimit,
+    bench_triggers,
+    bench_upload,
+    worker_slots,
+)
 from bench.common import BenchResult, machine_info, start_sandbox, table_lines
 
-NAMES = ("triggers", "hook", "download", "ratelimit", "parse", "worker_slots")
+NAMES = ("triggers", "hook", "download", "upload", "ratelimit", "parse", "worker_slots")
 ANALYSIS_START = "<!-- analysis: kept by bench/run.py when it rewrites this file -->"
 ANALYSIS_END = "<!-- end analysis -->"
 
@@ -33,6 +41,8 @@ def run_one(name: str, size: str, sandbox: Any) -> BenchResult:
         return bench_hook.run(sandbox, **pick(bench_hook))
     if name == "download":
         return bench_download.run(sandbox, **pick(bench_download))
+    if name == "upload":
+        return bench_upload.run(sandbox, **pick(bench_upload))
     if name == "ratelimit":
         return bench_ratelimit.run(sandbox, pick(bench_ratelimit))
     if name == "parse":

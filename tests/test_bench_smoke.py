@@ -10,7 +10,7 @@ import importlib
 import pytest
 
 MODULES = ["common", "http_pattern", "trigger_client", "download_client", "parse_client",
-           "bench_triggers", "bench_hook", "bench_download", "bench_ratelimit", "bench_parse", "worker_slots", "run"]
+           "bench_triggers", "bench_hook", "bench_download", "bench_upload", "upload_client", "bench_ratelimit", "bench_parse", "worker_slots", "run"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -50,3 +50,10 @@ def test_table_renders() -> None:
     result = BenchResult("x", rows=[Row("x", "m", "1", "2", 0.5, "t", True)])
     assert "met" in "\n".join(table_lines([result]))
     assert table_lines([result], markdown=True)[0].startswith("| benchmark")
+
+
+def test_upload_benchmark_smoke(bench_sandbox) -> None:
+    from bench import bench_upload
+
+    result = bench_upload.run(bench_sandbox, **bench_upload.SMOKE, log=lambda *_: None)
+    assert any("peak RSS growth" in row.metric for row in result.rows)
