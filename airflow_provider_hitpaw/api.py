@@ -6,7 +6,6 @@ Shared by the sync and async hooks so that both read HitPaw the same way. No I/O
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -30,10 +29,9 @@ from airflow_provider_hitpaw.errors import (
     HitPawSubmitOutcomeUnknownError,
     class_for_code,
 )
+from airflow_provider_hitpaw.validation import JOB_ID_PATTERN
 
 MAX_MESSAGE_CHARS = 500
-# A job id travels in URLs, logs and XCom: keep it to a sane alphabet and length.
-JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 class JobStatus(str, Enum):
@@ -140,17 +138,6 @@ class TaskStatus:
             "res_url": self.res_url,
             "original_url": self.original_url,
         }
-
-
-def validate_job_id(job_id: object) -> str:
-    from airflow_provider_hitpaw.errors import HitPawValidationError
-
-    if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
-        raise HitPawValidationError(
-            f"job_id must be a HitPaw job id (letters, digits, '-', '_', '.', ':'; at most 128), "
-            f"got {str(job_id)[:80]!r}"
-        )
-    return job_id
 
 
 def _short(text: str) -> str:

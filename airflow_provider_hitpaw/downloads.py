@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from airflow_provider_hitpaw.api import JOB_ID_PATTERN
 from airflow_provider_hitpaw.errors import HitPawValidationError
+from airflow_provider_hitpaw.validation import JOB_ID_PATTERN
 
 # 64 KiB: with requests' iter_content, 1 MiB chunks streamed at about 40% of curl's rate here, 64 KiB
 # ones at about curl's (BENCHMARKS.md, download).
@@ -315,7 +314,7 @@ def write_stream(chunks: Any, target: Any) -> int:
         # Not mkstemp: its 0600 mode would stick to the result; "x" mode honours the umask. The
         # temporary name stays within the 255-byte limit however long the target's name is.
         prefix = _truncate_utf8(target.name, MAX_NAME_BYTES - _PART_OVERHEAD_BYTES)
-        tmp_name = target.parent / f".{prefix}.{secrets.token_hex(6)}.part"
+        tmp_name = target.parent / f".{prefix}.{os.urandom(6).hex()}.part"
         try:
             with open(tmp_name, "xb") as handle:
                 for chunk in chunks:

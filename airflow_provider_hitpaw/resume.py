@@ -21,13 +21,12 @@ path that reads ``context.get("task_state_store")`` works on every supported ver
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_provider_hitpaw.api import JOB_ID_PATTERN
+from airflow_provider_hitpaw.validation import JOB_ID_PATTERN
 
 #: The task_state_store key. Renaming it would make in-flight retries submit again.
 STATE_KEY = "hitpaw_job"
@@ -36,6 +35,8 @@ STATE_KEY = "hitpaw_job"
 def submission_fingerprint(payload: dict[str, Any]) -> str:
     """A short digest of a submission body: a stored job is reused only for the same submission."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    import hashlib  # on first use: DAG files that only build operators need not load it
+
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 

@@ -63,6 +63,20 @@ MAX_MODEL_NAME_LENGTH = 64
 _MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
+#: A job id travels in URLs, logs, file names and XCom: keep it to a sane alphabet and length.
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def validate_job_id(job_id: object) -> str:
+    """A job id as HitPaw returns them, or :class:`HitPawValidationError`."""
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
+        raise _invalid(
+            f"job_id must be a HitPaw job id (letters, digits, '-', '_', '.', ':'; at most 128), "
+            f"got {str(job_id)[:80]!r}"
+        )
+    return job_id
+
+
 def validate_model_name(
     model_name: object, *, video: bool = False, allow_unknown_model: bool = False
 ) -> ModelSpec | None:

@@ -12,9 +12,9 @@ from airflow_provider_hitpaw.api import (
     JobStatus,
     parse_status_reply,
     parse_submit_reply,
-    validate_job_id,
 )
 from airflow_provider_hitpaw.errors import HitPawResponseError, HitPawValidationError
+from airflow_provider_hitpaw.validation import validate_job_id
 
 DOCUMENTED = [
     "WAITING", "PENDING", "INPUT_PREPARING", "CONVERTING", "CONVERT_COMPLETED", "OUTPUT_SAVING",

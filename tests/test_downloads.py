@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_hitpaw import events
-from airflow_provider_hitpaw.api import JOB_ID_PATTERN
 from airflow_provider_hitpaw.downloads import (
     MAX_NAME_BYTES,
     check_destination,
@@ -31,6 +30,7 @@ from airflow_provider_hitpaw.errors import HitPawValidationError
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.lineage import dataset_identity
 from airflow_provider_hitpaw.retries import RetryPolicy
+from airflow_provider_hitpaw.validation import JOB_ID_PATTERN
 from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
 from tests.support.operator_support import FakeTaskStateStore, make_context
 from tests.support.scripted_server import Step

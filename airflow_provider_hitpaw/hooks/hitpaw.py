@@ -20,7 +20,6 @@ from airflow_provider_hitpaw.api import (
     read_submit_reply,
     submission_failed,
     unknown_submit_error,
-    validate_job_id,
 )
 from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings
 from airflow_provider_hitpaw.connection_fields import connection_form
@@ -60,6 +59,7 @@ from airflow_provider_hitpaw.uploads import (
     read_batch_presign_reply,
     read_presign_reply,
 )
+from airflow_provider_hitpaw.validation import validate_job_id
 
 if TYPE_CHECKING:
     import requests

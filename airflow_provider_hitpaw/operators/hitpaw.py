@@ -13,7 +13,7 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 from airflow_provider_hitpaw import labels
-from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
+from airflow_provider_hitpaw.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.downloads import check_destination
 from airflow_provider_hitpaw.errors import (
     HitPawError,
@@ -53,7 +53,6 @@ from airflow_provider_hitpaw.resume import (
     SubmissionIntent,
     submission_fingerprint,
 )
-from airflow_provider_hitpaw.uploads import check_upload_name, upload_still_usable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -311,6 +310,8 @@ class EnhancePhotoOperator(BaseOperator):
         extension = self.extension
         self._check_photo_source()
         if self.img_path is not None and not is_template(self.img_path):
+            from airflow_provider_hitpaw.uploads import check_upload_name  # parse cost: only for img_path
+
             check_upload_name(str(self.img_path), photos_only=True)
             if extension is None:
                 extension = output_extension_for(_as_url_path(self.img_path), None)
@@ -342,6 +343,7 @@ class EnhancePhotoOperator(BaseOperator):
         first (the type against HitPaw's whitelist, ``output_path``'s form).
         """
         from airflow_provider_hitpaw.resume import StoredUpload, UploadMemory
+        from airflow_provider_hitpaw.uploads import check_upload_name, upload_still_usable
 
         img_path = str(self.img_path)
         check_upload_name(img_path, photos_only=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID
+from airflow_provider_hitpaw.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.errors import (
     HitPawJobFailedError,
     HitPawJobFailedFailure,
