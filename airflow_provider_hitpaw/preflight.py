@@ -159,6 +159,27 @@ def photo_dimensions(hook: HitPawHook, img_url: str) -> tuple[int, int] | None:
         return None
 
 
+def file_photo_dimensions(path: Any) -> tuple[int, int] | None:
+    """A local photo's ``(width, height)`` from its first bytes (a local path, a ``file:`` URI or an
+    ``ObjectStoragePath``), reading at most :data:`MAX_READ_BYTES`; None when they do not tell."""
+    from airflow_provider_hitpaw.uploads import open_source
+
+    source = open_source(path, photos_only=True)
+    data = bytearray()
+    with source.opener() as handle:
+        while len(data) < MAX_READ_BYTES:
+            chunk = handle.read(_CHUNK)
+            if not chunk:
+                break
+            data += chunk
+            dimensions = dimensions_from_header(data)
+            if dimensions is not None:
+                return dimensions
+    log.warning("Preflight skipped, the photo is submitted unchecked: %s has no size in its first bytes",
+                source.label[:200])
+    return None
+
+
 def check_photo_size(spec: ModelSpec, width: int, height: int) -> None:
     """Refuse a photo over the model's input limit, or whose result would be over its output limit.
 
@@ -199,11 +220,12 @@ def check_before_paying(
     preflight: bool = True,
     max_coins: int | None = None,
     logger: Any = None,
+    dimensions: tuple[int, int] | None = None,
 ) -> PreflightResult:
     """The photo's size against its model's limits, and its price against ``max_coins``.
 
-    With ``preflight`` the photo's header is read (:func:`photo_dimensions`) and a photo over a limit
-    refused. The estimate (:func:`~airflow_provider_hitpaw.contract.pricing.estimate_coins`) is logged.
+    With ``preflight`` the photo's header is read (:func:`photo_dimensions`; or ``dimensions``, already
+    read from a local file by :func:`file_photo_dimensions`) and a photo over a limit refused. The estimate (:func:`~airflow_provider_hitpaw.contract.pricing.estimate_coins`) is logged.
     With ``max_coins``, a photo whose estimate is over it is refused; so is one whose price cannot be
     told (preflight off or skipped) when the model's highest price is over it, and one of a model this
     provider has no price for (``allow_unknown_model``).
@@ -212,7 +234,10 @@ def check_before_paying(
     """
     logger = logger or log
     spec = get_model(model_name, video=False)
-    dimensions = photo_dimensions(hook, img_url) if preflight else None
+    if preflight and dimensions is None:
+        dimensions = photo_dimensions(hook, img_url)
+    elif not preflight:
+        dimensions = None
     estimate: int | None = None
     if dimensions is not None and spec is not None:
         check_photo_size(spec, *dimensions)

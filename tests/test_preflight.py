@@ -255,3 +255,22 @@ def test_a_retry_reconnects_to_the_paid_job_whatever_max_coins_says(scripted: An
     context: Any = _make_context(store=store)
     result = op.execute(context)
     assert result["job_id"] == "job-1" and scripted.count(PHOTO_ENHANCER_PATH) == 0
+
+
+def test_a_local_photo_is_measured_from_its_own_first_bytes(sandbox: Any, sandbox_conn: str, tmp_path: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``img_path``: the size comes from the file, not from a GET of the upload; over the limit, nothing
+    is submitted."""
+    import airflow_provider_hitpaw.preflight as preflight
+
+    photo = tmp_path / "big.png"
+    photo.write_bytes(png_header(9000, 8000))
+    remote_reads: list[str] = []
+    monkeypatch.setattr(preflight, "photo_dimensions", lambda hook, url: remote_reads.append(url))
+    op = operator(img_path=str(photo), hitpaw_conn_id=sandbox_conn)
+    with pytest.raises(HitPawValidationError, match=r"9000 x 8000 \(72.0 MP\), over the 70 MP input limit"):
+        op.execute(make_context())
+    assert remote_reads == []
+    assert sandbox.stats()["submissions"] == []
+    assert preflight.file_photo_dimensions(photo) == (9000, 8000)
+    assert preflight.file_photo_dimensions(f"file://{photo}") == (9000, 8000)

@@ -388,7 +388,9 @@ class EnhancePhotoOperator(BaseOperator):
             allow_unknown_model=self.allow_unknown_model,
         )
 
-    def _check_before_paying(self, payload: dict[str, Any]) -> HitPawValidationError | None:
+    def _check_before_paying(
+        self, payload: dict[str, Any], dimensions: tuple[int, int] | None = None
+    ) -> HitPawValidationError | None:
         """The photo's size against the model's limits (``preflight``) and its price against
         ``max_coins``, on the payload about to be sent (the estimate is logged).
 
@@ -406,6 +408,7 @@ class EnhancePhotoOperator(BaseOperator):
                 preflight=self.preflight,
                 max_coins=self.max_coins,
                 logger=self.log,
+                dimensions=dimensions,
             )
         except HitPawValidationError as refusal:
             return refusal
@@ -426,11 +429,16 @@ class EnhancePhotoOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         labels.check_map_index(self, context)  # before any request: a label Airflow could not store
+        local_dimensions = None
         if self.img_path:  # a private photo: uploaded first (free), its access_url is submitted
             self._check_photo_source()
+            if self.preflight:  # from the file's own first bytes, not over the network after the upload
+                from airflow_provider_hitpaw.preflight import file_photo_dimensions
+
+                local_dimensions = file_photo_dimensions(self.img_path)
             self.img_url = self._access_url = self._uploaded_img_url(context)
         payload = self._submission_payload()
-        refusal = self._check_before_paying(payload)
+        refusal = self._check_before_paying(payload, local_dimensions)
         # Every check that can fail runs before the first request, so before anything is paid.
         poll_interval = runtime_poll_interval(self.poll_interval, "poll_interval", self.log)
         timeout = check_wait_timeout(self.timeout)
