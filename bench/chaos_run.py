@@ -1,6 +1,6 @@
 """The chaos run: many HitPaw tasks against a faulty sandbox, judged from the sandbox's own records.
 
-Run it with ``make chaos`` (or ``python tests/chaos_run.py --jobs 240``); ``tests/test_chaos.py`` runs a
+Run it with ``make chaos`` (or ``python -m bench.chaos_run --jobs 240``); ``tests/test_chaos.py`` runs a
 smaller variant inside ``make test``.
 
 The sandbox (in a process of its own, so that its image work does not compete with the clients for the

@@ -1,6 +1,6 @@
 """Benchmark 6 -- worker slots: N enhancements in a real Airflow deployment with only a few worker slots.
 
-A real deployment (``tests/deployment.py``: scheduler, triggerer, DAG processor and API server as
+A real deployment (``tests/support/deployment.py``: scheduler, triggerer, DAG processor and API server as
 separate processes, LocalExecutor, SQLite, ``[core] parallelism`` = ``slots``) runs one DAG run of N
 mapped ``EnhancePhotoOperator`` tasks against a sandbox (its own process) whose jobs take
 ``job_seconds``, twice: ``deferrable=True`` (the wait happens in the triggerer, the slot is freed) and
@@ -14,12 +14,11 @@ N / slots jobs back to back. Target: deferrable within 1.5x one job's duration.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import sys
 import time
 from typing import Any
 
-from bench.common import CONN_ID, REPO, BenchResult, Row, conn_env, start_sandbox
+from bench.common import CONN_ID, BenchResult, Row, conn_env, start_sandbox
 
 FULL = {"jobs": 20, "job_seconds": 15.0, "slots": 2}
 # CI: the deployment starts in ~15 s; 6 jobs of 6 s take ~15 s deferrable and ~25 s sync.
@@ -69,15 +68,10 @@ with DAG(
 
 
 def deployment_module() -> Any:
-    """``tests/deployment.py`` (the deployment helper the deployment test uses), loaded by path."""
-    name = "hitpaw_deployment_helper"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "deployment.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """The deployment harness the deployment test uses (``tests/support/deployment.py``)."""
+    from tests.support import deployment
+
+    return deployment
 
 
 def _seconds(start: str | None, end: str | None) -> float:

@@ -57,3 +57,9 @@ def test_upload_benchmark_smoke(bench_sandbox) -> None:
 
     result = bench_upload.run(bench_sandbox, **bench_upload.SMOKE, log=lambda *_: None)
     assert any("peak RSS growth" in row.metric for row in result.rows)
+
+
+def test_worker_slot_benchmark_finds_the_deployment_harness() -> None:
+    from bench import worker_slots
+
+    assert hasattr(worker_slots.deployment_module(), "Deployment")
