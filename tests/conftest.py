@@ -60,6 +60,13 @@ def sandbox() -> Iterator[object]:
         handle.stop()
 
 
+@pytest.fixture
+def sandbox_conn(monkeypatch: pytest.MonkeyPatch, sandbox: object) -> str:
+    """The ``hitpaw_sandbox`` connection, pointing at the ``sandbox`` fixture with its key."""
+    set_hitpaw_connection(monkeypatch, "hitpaw_sandbox", sandbox.base_url, SANDBOX_API_KEY)  # type: ignore[attr-defined]
+    return "hitpaw_sandbox"
+
+
 @pytest.fixture(scope="module")
 def sandbox_module() -> Iterator[object]:
     """Like ``sandbox`` but shared by a module's tests: call ``sandbox_module.reset()`` for a clean state."""

@@ -31,7 +31,7 @@ from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
 from airflow_provider_hitpaw.lineage import dataset_identity
 from airflow_provider_hitpaw.retries import RetryPolicy
 from airflow_provider_hitpaw.validation import JOB_ID_PATTERN
-from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
+from tests.support.connections import set_hitpaw_connection
 from tests.support.operator_support import FakeTaskStateStore, make_context
 from tests.support.scripted_server import Step
 
@@ -428,12 +428,6 @@ def test_download_to_another_hosts_file_uri_is_refused_before_any_request(hook, 
 
 
 # --- over HTTP: the sandbox, through the hook and the operator -------------------------------------
-
-
-@pytest.fixture
-def sandbox_conn(monkeypatch, sandbox) -> str:
-    set_hitpaw_connection(monkeypatch, "hitpaw_dl_sandbox", sandbox.base_url, SANDBOX_API_KEY)
-    return "hitpaw_dl_sandbox"
 
 
 def test_three_sandbox_jobs_into_one_folder_through_the_hook(sandbox, sandbox_conn, tmp_path):

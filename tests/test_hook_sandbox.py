@@ -22,14 +22,8 @@ FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05, jitte
 
 
 @pytest.fixture
-def conn_id(monkeypatch, sandbox):
-    set_hitpaw_connection(monkeypatch, "hitpaw_sandbox", sandbox.base_url, SANDBOX_API_KEY)
-    return "hitpaw_sandbox"
-
-
-@pytest.fixture
-def hook(conn_id):
-    h = HitPawHook(conn_id, retry_policy=FAST)
+def hook(sandbox_conn):
+    h = HitPawHook(sandbox_conn, retry_policy=FAST)
     yield h
     h.close()
 
@@ -59,9 +53,9 @@ def test_enhance_wait_download(hook, sandbox, tmp_path, model, scale, ext, fmt):
     assert stats["coins_charged_by_key"] and sum(stats["coins_charged_by_key"].values()) == job.consume_coins
 
 
-async def test_async_hook_polls_the_same_job(hook, sandbox, conn_id):
+async def test_async_hook_polls_the_same_job(hook, sandbox, sandbox_conn):
     job = hook.enhance_photo(sandbox.url("/samples/portrait.jpg"), "face_2x", ".jpg")
-    async_hook = HitPawAsyncHook(conn_id, retry_policy=FAST)
+    async_hook = HitPawAsyncHook(sandbox_conn, retry_policy=FAST)
     import asyncio
 
     try:

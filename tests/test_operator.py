@@ -61,12 +61,6 @@ def canary_conn(monkeypatch, scripted) -> str:
     return "hitpaw_canary"
 
 
-@pytest.fixture
-def sandbox_conn(monkeypatch, sandbox) -> str:
-    set_hitpaw_connection(monkeypatch, "hitpaw_sandbox", sandbox.base_url, SANDBOX_API_KEY)
-    return "hitpaw_sandbox"
-
-
 def sample(sandbox) -> str:
     return sandbox.url("/samples/portrait.jpg")
 

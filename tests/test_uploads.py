@@ -27,7 +27,7 @@ from airflow_provider_hitpaw.operators.hitpaw import EnhancePhotoOperator
 from airflow_provider_hitpaw.retries import RetryPolicy
 from airflow_provider_hitpaw.sandbox.server import SAMPLES_DIR
 from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
+from tests.support.connections import SANDBOX_API_KEY
 from tests.support.dag_files import load_dag
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05, jitter=0)
@@ -36,14 +36,8 @@ PRESIGN, PRESIGN_BATCH, PUT = "POST /api/oss/presign-put", "POST /api/oss/presig
 
 
 @pytest.fixture
-def conn_id(monkeypatch, sandbox):
-    set_hitpaw_connection(monkeypatch, "hitpaw_sandbox", sandbox.base_url, SANDBOX_API_KEY)
-    return "hitpaw_sandbox"
-
-
-@pytest.fixture
-def hook(conn_id):
-    h = HitPawHook(conn_id, retry_policy=FAST)
+def hook(sandbox_conn):
+    h = HitPawHook(sandbox_conn, retry_policy=FAST)
     yield h
     h.close()
 
@@ -259,14 +253,14 @@ def test_img_url_and_img_path_are_exclusive_at_parse_time():
     EnhancePhotoOperator(task_id="templated", img_path="{{ params.photo }}", model_name="face_2x")
 
 
-def test_a_second_try_reuses_the_upload_and_the_job_and_an_old_upload_is_made_again(hook, sandbox, conn_id):
+def test_a_second_try_reuses_the_upload_and_the_job_and_an_old_upload_is_made_again(hook, sandbox, sandbox_conn):
     from tests.support.operator_support import FakeTaskInstance, FakeTaskStateStore, make_context
 
     store = FakeTaskStateStore()
 
     def one_try(try_number):  # type: ignore[no-untyped-def]
         op = EnhancePhotoOperator(task_id="enhance", img_path=str(PORTRAIT), model_name="face_2x",
-                                  hitpaw_conn_id=conn_id, wait_for_completion=False, retries=3)
+                                  hitpaw_conn_id=sandbox_conn, wait_for_completion=False, retries=3)
         return op.execute(make_context(store=store, ti=FakeTaskInstance(try_number, 3)))
 
     first = one_try(1)
@@ -281,7 +275,7 @@ def test_a_second_try_reuses_the_upload_and_the_job_and_an_old_upload_is_made_ag
     assert uploads(sandbox)["presigned"] == 2  # uploaded again...
     assert third["job_id"] == first["job_id"]  # ...and still the same submission: no second charge
     op = EnhancePhotoOperator(task_id="enhance", img_path=str(PORTRAIT), model_name="face_2x",
-                              hitpaw_conn_id=conn_id, wait_for_completion=False, retries=3)
+                              hitpaw_conn_id=sandbox_conn, wait_for_completion=False, retries=3)
     context = make_context(store=store, ti=FakeTaskInstance(4, 3))
     assert op.execute(context)["job_id"] == op.execute(context)["job_id"] == first["job_id"]  # its own upload
     assert len(sandbox.stats()["submissions"]) == 1
