@@ -8,7 +8,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 STAMP := $(VENV)/.installed$(if $(AIRFLOW_VERSION),-$(AIRFLOW_VERSION))
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck demo clean chaos bench bench-quick bench-deps
+.PHONY: install test test-system system-deps lint typecheck demo clean chaos bench bench-quick bench-deps
 
 install: $(STAMP)
 
@@ -27,6 +27,14 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Production-shaped deployments (tests/system/): PostgreSQL, Redis, CeleryExecutor, the browser test.
+# Needs Debian's postgresql, redis-server and chromium packages (.ci/run installs them).
+system-deps: $(STAMP)
+	@$(PY) -c "import airflow.providers.celery, playwright" 2>/dev/null || $(PY) -m pip install $(PIP_FLAGS) -e ".[test,system]" $(if $(AIRFLOW_VERSION),"apache-airflow==$(AIRFLOW_VERSION)")
+
+test-system: system-deps
+	$(PY) -m pytest -m system tests/system $(PYTEST_ARGS)
 
 # At least 200 HitPaw tasks against a faulty sandbox; prints the reliability table (see RELIABILITY.md).
 CHAOS_ARGS ?=

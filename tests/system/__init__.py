@@ -1,0 +1,1 @@
+"""System tests: production-shaped deployments and the browser test (``make test-system``)."""
