@@ -153,3 +153,25 @@ def test_remote_host_needs_allow_remote() -> None:
 
     with pytest.raises(ValueError, match="allow_remote"):
         SandboxConfig(host="0.0.0.0")
+
+
+def test_stats_report_the_peak_of_jobs_running_at_once_per_key(sandbox) -> None:  # type: ignore[no-untyped-def]
+    from airflow_provider_hitpaw.contract.endpoints import API_KEY_HEADER
+    from tests.support.connections import SANDBOX_API_KEY
+
+    sandbox.configure(job_seconds=1.0)
+    headers = {API_KEY_HEADER: SANDBOX_API_KEY}
+    photo = sandbox.url("/samples/portrait.jpg")
+
+    def submit() -> None:
+        reply = requests.post(sandbox.url(PHOTO_ENHANCER_PATH), headers=headers, timeout=10,
+                              json={"img_url": photo, "model_name": "face_2x", "extension": ".jpg"})
+        assert reply.json()["code"] == 200
+
+    for _ in range(3):
+        submit()
+    peak = sandbox.stats()["peak_in_flight_by_key"]
+    assert list(peak.values()) == [3]
+    time.sleep(1.6)  # all three have ended: a fourth runs alone
+    submit()
+    assert list(sandbox.stats()["peak_in_flight_by_key"].values()) == [3]

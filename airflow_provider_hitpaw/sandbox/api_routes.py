@@ -236,6 +236,7 @@ class ApiRoutes:
         if self.state.faults.roll_fail_job():
             job.final_status = self.state.faults.config.fail_job_status
         self.state.jobs.add(job)
+        self.state.job_started(job)
         record = SubmissionRecord(job.job_id, owner, url, model_name, coins, time.time())
         self.state.record_submission(record)
         request[RECORD_KEY] = record

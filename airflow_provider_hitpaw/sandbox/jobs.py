@@ -87,6 +87,14 @@ class Job:
         return COMPLETED if self.work_done else CONVERTING
 
 
+    def has_ended(self, now: float | None = None) -> bool:
+        """Whether the job is in its final state (a client polling it would see it end)."""
+        return self.status(now) not in _RUNNING_STATES
+
+
+_RUNNING_STATES = frozenset({WAITING, INPUT_PREPARING, CONVERTING, OUTPUT_SAVING})
+
+
 class JobStore:
     """All jobs the sandbox knows, by id."""
 

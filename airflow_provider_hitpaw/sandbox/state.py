@@ -74,11 +74,24 @@ class SandboxState:
         self.results_deleted = 0
         # Presigned uploads live with the results (a restarted server has lost both).
         self.uploads = UploadStore(results_dir / "uploads")
+        # Per key id: the jobs that had not ended at the key's latest submission, and the most
+        # that were ever running at once (a client's max_in_flight, seen from the server).
+        self._running_by_key: dict[str, list[Job]] = {}
+        self.peak_in_flight_by_key: dict[str, int] = {}
 
     # -- jobs and submissions -------------------------------------------------------------------
 
     def record_submission(self, record: SubmissionRecord) -> None:
         self.records.append(record)
+
+    def job_started(self, job: Job) -> None:
+        """Count a new job among its key's running ones (for ``peak_in_flight_by_key``)."""
+        now = time.monotonic()
+        running = [other for other in self._running_by_key.get(job.owner, ()) if not other.has_ended(now)]
+        running.append(job)
+        self._running_by_key[job.owner] = running
+        if len(running) > self.peak_in_flight_by_key.get(job.owner, 0):
+            self.peak_in_flight_by_key[job.owner] = len(running)
 
     def job_dir(self, job_id: str) -> Path:
         """A new directory for one job's result."""
@@ -132,6 +145,7 @@ class SandboxState:
         """Forget every job and delete the result files, as a restarted server would; keep the ledger."""
         self.jobs.clear()
         self._on_disk.clear()
+        self._running_by_key.clear()
         shutil.rmtree(self.results_dir, ignore_errors=True)
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
@@ -139,6 +153,7 @@ class SandboxState:
         """Back to the state at start: jobs, records, counters, faults, settings and balances."""
         self.forget_jobs()
         self.records.clear()
+        self.peak_in_flight_by_key.clear()
         self.requests_by_endpoint.clear()
         self.requests_by_status.clear()
         self.ledger.reset()
@@ -280,6 +295,7 @@ class SandboxState:
             "coins_charged_by_key": dict(self.ledger.charged),
             "balances": self.ledger.balances_by_id(),
             "jobs_by_state": self.jobs.count_by_status(),
+            "peak_in_flight_by_key": dict(self.peak_in_flight_by_key),
             "jobs_total": len(self.jobs),
             "results_kept": len(self._on_disk),
             "results_deleted": self.results_deleted,
