@@ -16,7 +16,7 @@ from airflow_provider_hitpaw.contract.endpoints import (
     VIDEO_ENHANCER_PATH,
 )
 from airflow_provider_hitpaw.contract.pricing import estimate_coins
-from airflow_provider_hitpaw.sandbox.config import DEFAULT_PRICES
+from airflow_provider_hitpaw.sandbox.video import probe_video
 
 PORTRAIT_SIZE = (512, 600)  # /samples/portrait.jpg
 
@@ -145,17 +145,19 @@ def test_exif_kept_or_dropped(sandbox: Any, keep: bool) -> None:
     assert (exif.get(0x010F) == "HitPaw Sandbox") is keep
 
 
-def test_video_job_completes_with_a_placeholder(sandbox: Any) -> None:
-    body = {"video_url": "https://example.com/clip.mp4", "model_name": "general_restore_2x",
-            "resolution": [1920, 1080]}
+def test_video_job_is_scaled_and_charged_per_second(sandbox: Any) -> None:
+    body = {"video_url": sandbox.url("/samples/clip-32x24-12fps-1000ms.mp4"), "model_name": "general_restore_2x",
+            "resolution": [64, 48], "extension": ".mkv"}
     reply = post(sandbox, VIDEO_ENHANCER_PATH, body)
     assert reply.status_code == 200, reply.text
     data = reply.json()["data"]
-    assert data["consume_coins"] == DEFAULT_PRICES["general_restore_2x"]
+    assert data["consume_coins"] == 10  # HitPaw's HD, <= 30 fps rate, 10 coins a second, for 1 s
     final, _ = wait_final(sandbox, data["job_id"])
     assert final["status"] == "COMPLETED" and final["original_url"] == body["video_url"]
     reply = download(final["res_url"])
-    assert reply.headers["Content-Type"] == "video/mp4" and reply.content[4:8] == b"ftyp"
+    assert reply.headers["Content-Type"] == "video/x-matroska"
+    info = probe_video(reply.content)
+    assert (info.width, info.height, info.fps, info.duration) == (64, 48, 12.0, 1.0)
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -227,14 +229,21 @@ def test_generative_model_has_an_output_limit_instead(sandbox: Any) -> None:
 @pytest.mark.parametrize(
     ("body", "code"),
     [({"model_name": "face_2x", "resolution": [640, 480]}, 110400005),
-     ({"model_name": "general_restore_2x", "resolution": [640, 480], "extension": ".avi"}, 110400007),
+     ({"model_name": "general_restore_2x", "resolution": [640, 480], "extension": ".webm"}, 110400007),
+     ({"model_name": "general_restore_2x", "resolution": [640, 480], "video_url": "http://127.0.0.1:9/x.mp4"},
+      110400008),
+     ({"model_name": "generative_1x", "resolution": [7680, 4320]}, 110400010),
+     ({"model_name": "general_restore_2x", "resolution": [64, 48], "video_url": "/samples/clip-32x24-10fps-200ms.mp4"},
+      110400011),
      ({"model_name": "general_restore_2x", "resolution": [8000, 6000]}, 110400010),
      ({"model_name": "general_restore_2x", "resolution": [640, 480], "video_url": "file:///x.mp4"}, 110400008),
      ({"model_name": "general_restore_2x", "resolution": [640]}, 100400002),
      ({"model_name": "general_restore_2x", "resolution": [640, "480"]}, 100400002)],
 )
 def test_video_refusals(sandbox: Any, body: dict, code: int) -> None:
-    body = {"video_url": "https://example.com/clip.mp4", **body}
+    body = {"video_url": "/samples/clip-32x24-12fps-1000ms.mp4", **body}
+    if body["video_url"].startswith("/"):
+        body["video_url"] = sandbox.url(body["video_url"])
     reply = post(sandbox, VIDEO_ENHANCER_PATH, body)
     assert reply.status_code == 400 and reply.json()["error_code"] == code
 
@@ -287,7 +296,7 @@ def test_not_enough_coins_is_402_and_charges_nothing(sandbox: Any) -> None:
     reply = post(sandbox, PHOTO_ENHANCER_PATH, photo(sandbox), key="poor-key")
     assert_error(reply, 110402000, 402, "The coins are not enough")
     assert balance(sandbox, "poor-key") == 5
-    body = {"video_url": "https://example.com/v.mp4", "model_name": "generative_1x", "resolution": [64, 64]}
+    body = {"video_url": sandbox.url("/samples/clip.mp4"), "model_name": "generative_1x", "resolution": [64, 64]}
     assert post(sandbox, VIDEO_ENHANCER_PATH, body, key="poor-key").status_code == 402
 
 

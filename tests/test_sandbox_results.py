@@ -24,14 +24,20 @@ from airflow_provider_hitpaw.contract.endpoints import (
     TASK_STATUS_PATH,
     VIDEO_ENHANCER_PATH,
 )
-from airflow_provider_hitpaw.contract.pricing import estimate_coins
+from airflow_provider_hitpaw.contract.pricing import estimate_coins, estimate_video_coins
 from airflow_provider_hitpaw.sandbox import start_sandbox, start_sandbox_process
-from airflow_provider_hitpaw.sandbox.config import DEFAULT_PRICES, SandboxConfig
+from airflow_provider_hitpaw.sandbox.config import SandboxConfig
 
 KEY = "results-key"
 TIMEOUT = 10
 MODULE = "airflow_provider_hitpaw.sandbox"
-VIDEO = {"video_url": "https://example.com/clip.mp4", "model_name": "general_restore_2x", "resolution": [64, 64]}
+#: A video job small enough to be nearly free of work: a 0.5 s clip of 32x24 at 10 fps made 64x64.
+CLIP = "/samples/clip-32x24-10fps-500ms.mp4"
+VIDEO_COINS = estimate_video_coins("general_restore_2x", 64, 64, 10, 0.5)
+
+
+def video(base_url: str) -> dict:
+    return {"video_url": base_url + CLIP, "model_name": "general_restore_2x", "resolution": [64, 64]}
 
 
 def post(sb: Any, path: str, body: dict, session: Any = requests) -> dict:
@@ -109,7 +115,7 @@ def test_the_sweep_bounds_disk_use_across_many_jobs() -> None:
         job_ids = []
         start = time.monotonic()
         for n in range(jobs):
-            job_ids.append(post(sb, VIDEO_ENHANCER_PATH, VIDEO, session)["job_id"])
+            job_ids.append(post(sb, VIDEO_ENHANCER_PATH, video(sb.base_url), session)["job_id"])
             folders, used = folder_usage(results_dir)
             most_folders, most_bytes = max(most_folders, folders), max(most_bytes, used)
             pause = start + (n + 1) / rate - time.monotonic()
@@ -127,13 +133,13 @@ def test_the_sweep_bounds_disk_use_across_many_jobs() -> None:
         assert stats["results_kept"] == 0 and stats["results_deleted"] == jobs
         # The ledger still has every submission and every coin.
         assert [r["job_id"] for r in stats["submissions"]] == job_ids
-        assert sum(stats["coins_charged_by_key"].values()) == jobs * DEFAULT_PRICES["general_restore_2x"]
+        assert sum(stats["coins_charged_by_key"].values()) == jobs * VIDEO_COINS
         assert stats["jobs_by_state"] == {"COMPLETED": jobs}
 
 
 def test_a_shorter_lifetime_applies_to_results_already_there_and_spares_the_samples() -> None:
     with start_sandbox(api_keys={KEY: 1000}, job_seconds=0) as sb:
-        video_job = post(sb, VIDEO_ENHANCER_PATH, VIDEO)["job_id"]
+        video_job = post(sb, VIDEO_ENHANCER_PATH, video(sb.base_url))["job_id"]
         synthetic_job = sb.create_jobs(KEY, count=1)[0]
         urls = [wait_completed(sb, j)["res_url"] for j in (video_job, synthetic_job)]
         assert [requests.get(u, timeout=TIMEOUT).status_code for u in urls] == [200, 200]
@@ -162,14 +168,16 @@ def test_a_killed_sandboxs_folder_is_removed_by_the_next_but_a_live_ones_is_kept
         base_url = ready.read_text().strip()
         stats = requests.get(base_url + "/admin/stats", timeout=TIMEOUT).json()
         killed_dir = Path(stats["results_dir"]).parent
-        reply = requests.post(base_url + VIDEO_ENHANCER_PATH, json=VIDEO, headers={"Apikey": KEY}, timeout=TIMEOUT)
+        reply = requests.post(
+            base_url + VIDEO_ENHANCER_PATH, json=video(base_url), headers={"Apikey": KEY}, timeout=TIMEOUT
+        )
         assert reply.status_code == 200
-        assert any(killed_dir.rglob("result.mp4"))
+        wait_until(lambda: any(killed_dir.rglob("result.mp4")), 10, "the result written")
 
         live = start_sandbox_process(api_keys={KEY: 1000}, job_seconds=0, result_seconds=3600)
         live_dir = Path(live.stats()["results_dir"]).parent
         assert live.configure(result_seconds=7200)["result_seconds"] == 7200
-        live_job = post(live, VIDEO_ENHANCER_PATH, VIDEO)["job_id"]
+        live_job = post(live, VIDEO_ENHANCER_PATH, video(live.base_url))["job_id"]
         live_url = wait_completed(live, live_job)["res_url"]
 
         killed.send_signal(signal.SIGKILL)

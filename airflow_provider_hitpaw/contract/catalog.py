@@ -36,7 +36,15 @@ class PriceTable(str, Enum):
     STANDARD = "standard"  # Face Clear, Face Natural, General Enhance, High Fidelity, the denoisers
     GENERATIVE_PORTRAIT = "generative_portrait"
     GENERATIVE_ENHANCE = "generative_enhance"
-    VIDEO = "video"  # billed per output second: not estimated by this provider
+    # Video, billed per output second (``docs/get-started/pricing.md``, "Video Enhancement Pricing").
+    VIDEO_STANDARD = "video_standard"  # Face Soft, Portrait Restore, General Restore
+    VIDEO_ULTRA_HD = "video_ultra_hd"  # Ultra HD Model
+    VIDEO_GENERATIVE = "video_generative"  # Generative Model
+
+    @property
+    def per_second(self) -> bool:
+        """Whether the table bills per output second (video) rather than per image."""
+        return self.value.startswith("video_")
 
 
 PHOTO_INPUT_FORMATS: tuple[str, ...] = (
@@ -45,7 +53,13 @@ PHOTO_INPUT_FORMATS: tuple[str, ...] = (
 PHOTO_OUTPUT_FORMATS: tuple[str, ...] = (
     "bmp", "jpeg", "jpg", "png", "jfif", "tga", "tiff", "webp",
 )
-VIDEO_OUTPUT_FORMATS: tuple[str, ...] = ("mp4",)
+#: video-enhancement.md, "Model Specifications" (all video models).
+VIDEO_INPUT_FORMATS: tuple[str, ...] = (
+    "dv", "mlv", "m2ts", "m2t", "m2v", "nut", "ser", "3g2", "3gp", "asf", "avi", "divx", "f4v", "flv",
+    "h261", "h263", "m4v", "mkv", "mov", "mp4", "mpeg", "mpeg4", "mpg", "mxf", "ogv", "rm", "rmvb", "webm",
+    "wmv", "3gp2", "dmsm", "dvdmedia", "dvr-ms", "trp", "vob", "vro", "gif", "xvid",
+)
+VIDEO_OUTPUT_FORMATS: tuple[str, ...] = ("mp4", "mov", "mkv", "m4v", "avi", "gif")
 
 VIDEO_MAX_OUTPUT_MEGAPIXELS = 36.0
 VIDEO_MIN_DURATION_SECONDS = 0.5
@@ -144,18 +158,20 @@ def _photo(
     )
 
 
-def _video(name: str, display: str, scale: int) -> ModelSpec:
+def _video(name: str, display: str, scale: int, pricing: PriceTable = PriceTable.VIDEO_STANDARD) -> ModelSpec:
+    # A video's result size is the request's ``resolution``, not the input times the scale: ``scale``
+    # is the model's nominal factor only. "Max Input Resolution: No limit".
     return ModelSpec(
         name=name,
         display_name=display,
         kind=ModelKind.VIDEO,
         scale=scale,
-        input_formats=(),  # HitPaw documents no list of accepted video containers.
+        input_formats=VIDEO_INPUT_FORMATS,
         output_formats=VIDEO_OUTPUT_FORMATS,
         max_input_megapixels=None,
         max_output_megapixels=VIDEO_MAX_OUTPUT_MEGAPIXELS,
         source=SOURCE_VIDEO_DOCS,
-        pricing=PriceTable.VIDEO,
+        pricing=pricing,
     )
 
 
@@ -198,8 +214,8 @@ VIDEO_MODELS: tuple[ModelSpec, ...] = (
     _video("general_restore_1x", "General Restore Model 1x", 1),
     _video("general_restore_2x", "General Restore Model 2x", 2),
     _video("general_restore_4x", "General Restore Model 4x", 4),
-    _video("ultrahd_restore_2x", "Ultra HD Restore Model 2x", 2),
-    _video("generative_1x", "Generative Video Model 1x", 1),
+    _video("ultrahd_restore_2x", "Ultra HD Model 2x", 2, PriceTable.VIDEO_ULTRA_HD),
+    _video("generative_1x", "Generative Model 1x", 1, PriceTable.VIDEO_GENERATIVE),
 )
 
 # Other spellings of the same photo model, each with the document that uses it. ``generative_1x`` is

@@ -15,10 +15,20 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from airflow_provider_hitpaw.contract.catalog import ModelSpec, get_model
+from airflow_provider_hitpaw.contract.catalog import (
+    VIDEO_MAX_DURATION_SECONDS,
+    VIDEO_MIN_DURATION_SECONDS,
+    ModelSpec,
+    get_model,
+)
 from airflow_provider_hitpaw.contract.endpoints import API_KEY_HEADER
-from airflow_provider_hitpaw.contract.pricing import PRICE_TIERS, coins_for_output
-from airflow_provider_hitpaw.sandbox import imaging, replies
+from airflow_provider_hitpaw.contract.pricing import (
+    PRICE_TIERS,
+    UnpricedModelError,
+    coins_for_output,
+    estimate_video_coins,
+)
+from airflow_provider_hitpaw.sandbox import imaging, replies, video
 from airflow_provider_hitpaw.sandbox.fetch import FetchError, fetch_bytes
 from airflow_provider_hitpaw.sandbox.jobs import COMPLETED, ERROR, Job
 from airflow_provider_hitpaw.sandbox.state import SubmissionRecord
@@ -205,15 +215,19 @@ class ApiRoutes:
             raise RequestRefused(replies.INVALID_API_KEY)
         return owner
 
-    def _charge(self, request: web.Request, spec: ModelSpec, output_pixels: int | None = None) -> int:
+    def _charge(
+        self, request: web.Request, spec: ModelSpec, output_pixels: int | None = None, video_coins: int | None = None
+    ) -> int:
         """Charge the key for one job: a flat price given in the config, else (a photo) HitPaw's
-        price for a result of ``output_pixels`` pixels.
+        price for a result of ``output_pixels`` pixels, or (a video) ``video_coins``.
 
         :raises RequestRefused: 110402000 when the balance is short (nothing is charged).
         """
         flat = self.state.config.prices.get(spec.name)
         if flat is not None:
             coins = int(flat)
+        elif video_coins is not None:
+            coins = video_coins
         elif output_pixels is not None and spec.pricing in PRICE_TIERS:
             coins = coins_for_output(spec.pricing, output_pixels)
         else:
@@ -302,25 +316,49 @@ class ApiRoutes:
         return replies.ok({"job_id": job.job_id, "consume_coins": coins})
 
     async def video_enhancer(self, request: web.Request) -> web.Response:
-        """A video job: validated and charged like HitPaw's, but its result is only a placeholder."""
+        """A video job: fetched, read and refused as HitPaw does, charged per output second, then
+        scaled for real (:mod:`.video`)."""
         owner = self._owner(request)
-        video = parse_video_request(await read_json_object(request))
-        spec = get_model(video.model_name, video=True)
+        clip = parse_video_request(await read_json_object(request))
+        spec = get_model(clip.model_name, video=True)
         if spec is None:
             raise RequestRefused(replies.MODEL_NOT_SUPPORTED)
-        ext = output_extension(video.extension, spec)
-        if video.width * video.height > spec.max_output_megapixels * 1_000_000:
+        ext = output_extension(clip.extension, spec)
+        if clip.width * clip.height > spec.max_output_pixels:
             raise RequestRefused(replies.TARGET_RESOLUTION_OVER_LIMIT)
-        if not is_http_url(video.video_url):
+        if not is_http_url(clip.video_url):
             raise RequestRefused(replies.VIDEO_URL_NOT_VALID)
-        coins = self._charge(request, spec)
-        job = self._new_job(request, owner, video.video_url, video.model_name, coins, f"result.{ext}")
+        config = self.state.config
+        try:
+            data = await fetch_bytes(
+                self.server.client_session, clip.video_url, timeout=config.fetch_timeout, max_bytes=config.max_fetch_bytes
+            )
+            info = await asyncio.to_thread(video.probe_video, data)  # header only, on untrusted bytes
+        except (FetchError, video.NotAVideoError, video.PyAVMissingError) as err:
+            log.info("sandbox: video %s refused: %s", clip.video_url[:200], err)
+            raise RequestRefused(replies.VIDEO_URL_NOT_VALID) from None
+        if not VIDEO_MIN_DURATION_SECONDS <= info.duration <= VIDEO_MAX_DURATION_SECONDS:
+            raise RequestRefused(replies.VIDEO_DURATION_OVER_LIMIT)
+        try:
+            price = estimate_video_coins(spec.name, clip.width, clip.height, info.fps, info.duration)
+        except (UnpricedModelError, ValueError):  # no published price (generative over 4K)
+            raise RequestRefused(replies.TARGET_RESOLUTION_OVER_LIMIT) from None
+        coins = self._charge(request, spec, video_coins=price)
+        job = self._new_job(request, owner, clip.video_url, clip.model_name, coins, f"result.{ext}")
+        work_megapixels = clip.width * clip.height / 1_000_000
+        if job.final_status == COMPLETED and work_megapixels > config.max_work_megapixels:
+            log.warning("job %s: a %.0f MP video is over the sandbox's max_work_megapixels; it ends in ERROR",
+                        job.job_id, work_megapixels)
+            job.final_status = ERROR
         if job.final_status == COMPLETED:
-            path = self.state.job_dir(job.job_id) / job.result_name
-            path.write_bytes(imaging.VIDEO_PLACEHOLDER)
-            job.result_path = path
-        job.work_done = True
-        self.state.work_ended(job)
+            job.result_path = self.state.job_dir(job.job_id) / job.result_name
+            work = partial(
+                video.enhance_video, data, job.result_path, width=clip.width, height=clip.height, extension=ext
+            )
+            self.server.run_job_work(job, work)
+        else:
+            job.work_done = True
+            self.state.work_ended(job)
         return replies.ok({"job_id": job.job_id, "consume_coins": coins})
 
     async def task_status(self, request: web.Request) -> web.Response:

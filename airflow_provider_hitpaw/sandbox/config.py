@@ -20,21 +20,13 @@ FAULT_ENDPOINTS: frozenset[str] = frozenset({"submit", "status", "result", "uplo
 #: The error body shapes HitPaw is known to use (see docs/hitpaw-api.md).
 ERROR_SHAPES: tuple[str, ...] = ("error_code", "code", "code_msg")
 
-#: Flat coins charged per job, for the models not priced per image. A photo job is charged HitPaw's
-#: price for its result's size (:func:`airflow_provider_hitpaw.contract.pricing.estimate_coins`, from
-#: ``docs/get-started/pricing.md``); a model given in ``prices`` (``--price MODEL=COINS``) is charged that
-#: flat price instead, whatever the size. Video is billed per output second by HitPaw; the sandbox
-#: cannot know the duration and charges these flat prices per job instead.
-DEFAULT_PRICES: dict[str, int] = {
-    "face_soft_2x": 50,
-    "portrait_restore_1x": 30,
-    "portrait_restore_2x": 50,
-    "general_restore_1x": 30,
-    "general_restore_2x": 50,
-    "general_restore_4x": 80,
-    "ultrahd_restore_2x": 60,
-    "generative_1x": 100,
-}
+#: Flat coins charged per job of a model, whatever its size. Empty by default: a photo job is charged
+#: HitPaw's price for its result's size (:func:`airflow_provider_hitpaw.contract.pricing.estimate_coins`),
+#: a video job HitPaw's price per output second for its resolution and frame rate
+#: (:func:`~airflow_provider_hitpaw.contract.pricing.estimate_video_coins`), both from
+#: ``docs/get-started/pricing.md``; a model given in ``prices`` (``--price MODEL=COINS``) is charged that
+#: flat price instead.
+DEFAULT_PRICES: dict[str, int] = {}
 
 #: How long a result stays downloadable: HitPaw deletes enhancement outputs after 8 days
 #: (``docs/faq.md`` of HitPaw's public developer docs, ``shiyao1122/hitpaw-developer-docs``).

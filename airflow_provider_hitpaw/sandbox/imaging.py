@@ -30,11 +30,10 @@ _OUTPUTS: dict[str, tuple[str, str, bool, bool, bool]] = {
     "tga": ("TGA", "image/x-tga", True, False, False),
 }
 
-_OTHER_CONTENT_TYPES = {"mp4": "video/mp4", "bin": "application/octet-stream"}
-
-#: What a video job "produces": the sandbox cannot process video, so its result is only the
-#: header box of an MP4 file (recognisable as MP4, not playable).
-VIDEO_PLACEHOLDER = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+_OTHER_CONTENT_TYPES = {
+    "mp4": "video/mp4", "mov": "video/quicktime", "m4v": "video/x-m4v", "mkv": "video/x-matroska",
+    "avi": "video/x-msvideo", "gif": "image/gif", "bin": "application/octet-stream",
+}
 
 _EXIF_MAKE = 0x010F
 _EXIF_SOFTWARE = 0x0131

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from airflow_provider_hitpaw.sandbox import imaging, replies, workdirs
+from airflow_provider_hitpaw.sandbox import imaging, replies, video, workdirs
 from airflow_provider_hitpaw.sandbox.admin_routes import AdminRoutes
 from airflow_provider_hitpaw.sandbox.api_routes import RECORD_KEY, ApiRoutes
 from airflow_provider_hitpaw.sandbox.config import SandboxConfig
@@ -229,10 +229,12 @@ class SandboxServer:
         return web.Response(text="ok")
 
     async def _sample(self, request: web.Request) -> web.StreamResponse:
-        """``/samples/portrait.jpg`` from disk; ``landscape.png``, ``exif.jpg``, ``huge.png`` drawn once."""
+        """``/samples/portrait.jpg`` from disk; ``landscape.png``, ``exif.jpg``, ``huge.png`` and the video
+        clips (``clip.mp4``, ``clip-64x48-24fps-1000ms.mp4``...: :mod:`.video`) drawn once."""
         name = request.match_info["name"]
-        if name in _GENERATED_SAMPLES:
-            make, content_type = _GENERATED_SAMPLES[name]
+        generated = _GENERATED_SAMPLES.get(name) or video.sample_maker(name)
+        if generated is not None:
+            make, content_type = generated
             future = self._samples.get(name)
             if future is None:
                 future = asyncio.get_running_loop().run_in_executor(self._executor, make)
