@@ -16,6 +16,7 @@ from airflow_provider_hitpaw.contract.catalog import (
     PHOTO_INPUT_FORMATS,
     PHOTO_MODELS,
     PHOTO_OUTPUT_FORMATS,
+    VIDEO_MAX_OUTPUT_MEGAPIXELS,
     VIDEO_MODELS,
     VIDEO_OUTPUT_FORMATS,
     ModelSpec,
@@ -428,4 +429,92 @@ def build_submit_payload(
     checked_dpi = validate_dpi(dpi)
     if checked_dpi is not None:
         payload["DPI"] = checked_dpi
+    return payload
+
+
+# --- video -------------------------------------------------------------------------------------------
+
+MAX_VIDEO_SIDE = 65_535  # no container stores a larger side; keeps the numbers sane before the MP check
+
+
+def _side(value: object, name: str) -> int:
+    """One side of a resolution: a positive whole number, or a string of ASCII digits (a template's)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 6:
+            value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VIDEO_SIDE:
+        raise _invalid(f"{name} must be two positive whole numbers [width, height], got {_show(value)} in it")
+    return value
+
+
+def validate_resolution(
+    resolution: object, spec: ModelSpec | None = None, *, field: str = "resolution", limited: bool = True
+) -> list[int]:
+    """A video's ``[width, height]``: two positive whole numbers (a list or tuple, or text such as
+    ``"1920x1080"``), at most the model's output limit (36 MP for every video model).
+
+    :param spec: the model, for its output limit; None (an unknown model) uses the video limit.
+    :param limited: False for a size HitPaw sets no limit on (``original_resolution``).
+    :raises HitPawValidationError: before anything is sent.
+    """
+    if isinstance(resolution, str):
+        parts: object = re.split("\\s*[xX\u00d7,]\\s*", resolution.strip().strip("[]()").strip())
+    else:
+        parts = resolution
+    if not isinstance(parts, (list, tuple)) or len(parts) != 2:
+        raise _invalid(f"{field} must be two positive whole numbers [width, height], got {_show(resolution)}")
+    width, height = (_side(v, field) for v in parts)
+    limit = spec.max_output_pixels if spec is not None else round(VIDEO_MAX_OUTPUT_MEGAPIXELS * 1_000_000)
+    if limited and width * height > limit:
+        raise _invalid(
+            f"{field} {width} x {height} is {width * height / 1e6:.1f} MP, over HitPaw's "
+            f"{limit / 1e6:g} MP limit for a video's result: HitPaw would refuse it. Nothing was sent."
+        )
+    return [width, height]
+
+
+def validate_video_extension(extension: object, spec: ModelSpec | None) -> str:
+    """Normalise a video result's extension (``.mp4``) and check that HitPaw writes it.
+
+    :raises HitPawValidationError: with the list of valid extensions.
+    """
+    ext = normalize_extension(extension)
+    allowed = spec.output_formats if spec is not None else VIDEO_OUTPUT_FORMATS
+    if ext[1:] not in allowed:
+        hint = f" {ext} is a photo format: a video job writes a video (or a .gif)." if ext[1:] in PHOTO_INPUT_FORMATS else ""
+        raise _invalid(
+            f"Extension {ext!r} is not one HitPaw writes for a video. Valid extensions: "
+            f"{', '.join('.' + f for f in allowed)}.{hint}"
+        )
+    return ext
+
+
+def build_video_payload(
+    video_url: str,
+    model_name: str,
+    resolution: object,
+    extension: str = ".mp4",
+    original_resolution: object = None,
+    *,
+    allow_unknown_model: bool = False,
+) -> dict[str, Any]:
+    """Validate a video submission and build its JSON body (``POST /api/video-enhancer``); raises
+    :class:`HitPawValidationError` before anything is sent.
+
+    The body: ``video_url`` (normalised, see :func:`validate_url`), ``model_name``, ``resolution`` as
+    ``[width, height]``, ``extension`` (``.mp4``, ``.mov``, ``.mkv``, ``.m4v``, ``.avi`` or ``.gif``)
+    and, when given, ``original_resolution``.
+    """
+    spec = validate_model_name(model_name, video=True, allow_unknown_model=allow_unknown_model)
+    payload: dict[str, Any] = {
+        "video_url": validate_url(video_url, field="video_url"),
+        "model_name": str(model_name),
+        "resolution": validate_resolution(resolution, spec),
+        "extension": validate_video_extension(extension, spec),
+    }
+    if original_resolution is not None:  # the source's size: HitPaw sets no input limit
+        payload["original_resolution"] = validate_resolution(
+            original_resolution, field="original_resolution", limited=False
+        )
     return payload

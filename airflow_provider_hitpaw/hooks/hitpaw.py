@@ -29,6 +29,7 @@ from airflow_provider_hitpaw.contract.endpoints import (
     OSS_PRESIGN_PUT_PATH,
     PHOTO_ENHANCER_PATH,
     TASK_STATUS_PATH,
+    VIDEO_ENHANCER_PATH,
 )
 from airflow_provider_hitpaw.contract.uploads import DEFAULT_UPLOAD_EXPIRE_SECONDS, MAX_UPLOAD_BATCH_FILES
 from airflow_provider_hitpaw.downloads import DOWNLOAD_CHUNK_BYTES, resolve_destination, write_stream
@@ -59,7 +60,7 @@ from airflow_provider_hitpaw.uploads import (
     read_batch_presign_reply,
     read_presign_reply,
 )
-from airflow_provider_hitpaw.validation import validate_job_id
+from airflow_provider_hitpaw.validation import build_video_payload, validate_job_id
 
 if TYPE_CHECKING:
     import requests
@@ -197,6 +198,40 @@ class HitPawHook(_HitPawConnectionHook):
             img_url, model_name, extension, exif, dpi, allow_unknown_model=allow_unknown_model
         )
         return self.submit(PHOTO_ENHANCER_PATH, payload)
+
+    def enhance_video(
+        self,
+        video_url: str,
+        model_name: str,
+        resolution: list[int] | tuple[int, int] | str,
+        extension: str = ".mp4",
+        original_resolution: list[int] | tuple[int, int] | str | None = None,
+        *,
+        allow_unknown_model: bool = False,
+    ) -> SubmittedJob:
+        """Submit a video enhancement job (``POST /api/video-enhancer``). Costs coins: HitPaw bills
+        every second of the result, by its resolution and frame rate.
+
+        Every argument is checked before anything is sent (the model, ``resolution`` as two positive
+        whole numbers of at most 36 MP, an extension HitPaw writes), and the request follows the same
+        money-safe rules as :meth:`enhance_photo`. The video itself (its duration, its price) is
+        checked by :func:`airflow_provider_hitpaw.video_preflight.check_video_before_paying`, which
+        the operator runs first.
+
+        :param video_url: public http(s) URL of the video (or the ``access_url`` of an upload).
+        :param model_name: a video model, e.g. ``general_restore_2x``.
+        :param resolution: the result's ``[width, height]``.
+        :param extension: the result's container: ``.mp4`` (default), ``.mov``, ``.mkv``, ``.m4v``,
+            ``.avi`` or ``.gif``.
+        :param original_resolution: the source's ``[width, height]``, sent as given (optional).
+        :param allow_unknown_model: send a model name this provider does not list.
+        :return: the job id and the coins it cost.
+        """
+        payload = build_video_payload(
+            video_url, model_name, resolution, extension, original_resolution,
+            allow_unknown_model=allow_unknown_model,
+        )
+        return self.submit(VIDEO_ENHANCER_PATH, payload)
 
     def submit(self, path: str, payload: dict[str, Any]) -> SubmittedJob:
         """POST an already validated submission with the money-safe retry rules."""
@@ -635,8 +670,31 @@ class HitPawAsyncHook(_HitPawConnectionHook):
 
         async def once() -> SubmittedJob:
             try:
-                reply = await self._post(settings, PHOTO_ENHANCER_PATH, payload, fresh=True)
+                reply = await self._post(settings, path, payload, fresh=True)
             except AsyncTransportFailure as failure:
+        return await self.submit(PHOTO_ENHANCER_PATH, payload)
+
+    async def enhance_video(
+        self,
+        video_url: str,
+        model_name: str,
+        resolution: list[int] | tuple[int, int] | str,
+        extension: str = ".mp4",
+        original_resolution: list[int] | tuple[int, int] | str | None = None,
+        *,
+        allow_unknown_model: bool = False,
+    ) -> SubmittedJob:
+        """Submit a video job from async code; same checks and money-safe rules as the sync hook's
+        :meth:`HitPawHook.enhance_video`."""
+        payload = build_video_payload(
+            video_url, model_name, resolution, extension, original_resolution,
+            allow_unknown_model=allow_unknown_model,
+        )
+        return await self.submit(VIDEO_ENHANCER_PATH, payload)
+
+    async def submit(self, path: str, payload: dict[str, Any]) -> SubmittedJob:
+        """POST an already validated submission with the money-safe retry rules, on a connection of
+        its own (a pooled one the server may just have closed cannot be told from a lost reply)."""
                 raise submission_failed(
                     payload, nothing_sent=failure.nothing_sent, reason=failure.reason, base_url=settings.base_url
                 ) from None
