@@ -666,12 +666,6 @@ class HitPawAsyncHook(_HitPawConnectionHook):
         payload = build_submit_payload(
             img_url, model_name, extension, exif, dpi, allow_unknown_model=allow_unknown_model
         )
-        settings = await self.get_settings()
-
-        async def once() -> SubmittedJob:
-            try:
-                reply = await self._post(settings, path, payload, fresh=True)
-            except AsyncTransportFailure as failure:
         return await self.submit(PHOTO_ENHANCER_PATH, payload)
 
     async def enhance_video(
@@ -695,6 +689,12 @@ class HitPawAsyncHook(_HitPawConnectionHook):
     async def submit(self, path: str, payload: dict[str, Any]) -> SubmittedJob:
         """POST an already validated submission with the money-safe retry rules, on a connection of
         its own (a pooled one the server may just have closed cannot be told from a lost reply)."""
+        settings = await self.get_settings()
+
+        async def once() -> SubmittedJob:
+            try:
+                reply = await self._post(settings, path, payload, fresh=True)
+            except AsyncTransportFailure as failure:
                 raise submission_failed(
                     payload, nothing_sent=failure.nothing_sent, reason=failure.reason, base_url=settings.base_url
                 ) from None
