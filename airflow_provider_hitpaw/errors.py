@@ -42,12 +42,20 @@ class HitPawError(AirflowException):
         super().__init__(self._describe())
 
     def _describe(self) -> str:
+        return self.describe()
+
+    def describe(self, *, with_job: bool = True) -> str:
+        """The message with the HTTP status, HitPaw's code and the job id, each said once (a detail
+        the message already names is not repeated).
+
+        :param with_job: add the job id (a connection test leaves out the id it made up).
+        """
         details = []
         if self.http_status is not None:
             details.append(f"HTTP {self.http_status}")
         if self.code is not None:
             details.append(f"code {self.code}")
-        if self.job_id:
+        if with_job and self.job_id and self.job_id not in self.message:
             details.append(f"job {self.job_id}")
         suffix = f" ({', '.join(details)})" if details else ""
         return f"{self.message}{suffix}"
@@ -108,9 +116,11 @@ class HitPawJobFailedError(HitPawError):
         self.job_status = job_status
         super().__init__(message, **kwargs)
 
-    def _describe(self) -> str:
-        text = super()._describe()
-        return f"{text} [status {self.job_status}]" if self.job_status else text
+    def describe(self, *, with_job: bool = True) -> str:
+        text = super().describe(with_job=with_job)
+        if self.job_status and self.job_status not in self.message:
+            return f"{text} [status {self.job_status}]"
+        return text
 
 
 class HitPawServerError(HitPawError):
@@ -167,6 +177,18 @@ class HitPawJobFailedFailure(HitPawJobFailedError, AirflowFailException):
     raises it for NSFW, REJECT and CANCEL, which a new submission would pay for and most likely meet
     again; the sensor for every failed job, which no retry of the sensor can change.
     """
+
+
+class HitPawBatchError(HitPawError):
+    """A batch ended with items failed beyond its limits, or unresolved (an unknown outcome, a job
+    not followed to its end). Raised only once every finished result and the manifest are saved.
+
+    :param counts: items by outcome (see :mod:`airflow_provider_hitpaw.batch.manifest`).
+    """
+
+    def __init__(self, message: str, *, counts: dict[str, int] | None = None, **kwargs: Any) -> None:
+        self.counts = dict(counts or {})
+        super().__init__(message, **kwargs)
 
 
 class MapIndexTooLongError(HitPawValidationError, AirflowFailException):

@@ -230,3 +230,35 @@ def _hitpaw_error_class(name: object) -> type[HitPawError]:
 
 def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# --- the many-jobs trigger's event ------------------------------------------------------------------
+#
+# ``HitPawJobsTrigger`` yields one event: ``{"status": "jobs", "ended": [...], "timed_out": bool}``,
+# where ``ended`` holds one single-job event (``success``, or ``error`` for a failed job or a status
+# request that failed for good) per job that ended, and ``timed_out`` says the deadline came first.
+
+JOBS = "jobs"
+
+
+def jobs_event(ended: list[dict[str, Any]], *, timed_out: bool) -> dict[str, Any]:
+    return {"status": JOBS, "ended": ended, "timed_out": timed_out}
+
+
+def ended_jobs_from_event(event: object) -> list[tuple[str, CompletedJob | HitPawError]]:
+    """Each ended job of a ``jobs`` event: its completed result, or the error it ended with.
+
+    :raises HitPawResponseError: the event is not a ``jobs`` event.
+    """
+    if not isinstance(event, dict) or event.get("status") != JOBS or not isinstance(event.get("ended"), list):
+        raise HitPawResponseError("Unexpected event from the HitPaw jobs trigger")
+    results: list[tuple[str, CompletedJob | HitPawError]] = []
+    for single in event["ended"]:
+        job_id = single.get("job_id") if isinstance(single, dict) else None
+        if not isinstance(job_id, str):
+            continue
+        try:
+            results.append((job_id, completed_job_from_event(single, job_id=job_id)))
+        except HitPawError as err:
+            results.append((job_id, err))
+    return results

@@ -1,0 +1,193 @@
+"""EnhancePhotoBatchOperator against the sandbox over real HTTP: ledger, budget, reruns, manifest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from airflow_provider_hitpaw.errors import HitPawBatchError, HitPawValidationError
+from airflow_provider_hitpaw.operators.batch import EnhancePhotoBatchOperator
+from airflow_provider_hitpaw.version_compat import TaskDeferred
+
+
+def batch(conn: str, output: Path, **kwargs: Any) -> EnhancePhotoBatchOperator:
+    kwargs.setdefault("task_id", "enhance_batch")
+    kwargs.setdefault("model_name", "face_2x")
+    kwargs.setdefault("poll_interval", 1)
+    kwargs.setdefault("submits_per_second", 50)
+    kwargs.setdefault("deferrable", False)
+    return EnhancePhotoBatchOperator(output_path=str(output), hitpaw_conn_id=conn, **kwargs)
+
+
+def context(run_id: str = "run1", try_number: int = 1) -> dict[str, Any]:
+    ti = SimpleNamespace(dag_id="dag", run_id=run_id, task_id="enhance_batch", map_index=-1,
+                         try_number=try_number, xcom_push=lambda **kw: None)
+    return {"ti": ti}
+
+
+def run_to_end(op: EnhancePhotoBatchOperator, ctx: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Execute, and while it defers run its trigger and resume: (result, deferrals)."""
+    deferrals = 0
+    try:
+        return op.execute(ctx), deferrals
+    except TaskDeferred as deferred:
+        pending = deferred
+    while True:
+        deferrals += 1
+        event = asyncio.run(pending.trigger.wait())
+        assert json.loads(json.dumps(pending.trigger.serialize()[1]))  # kwargs survive serialization
+        try:
+            return op.execute_complete(ctx, event), deferrals
+        except TaskDeferred as deferred:
+            pending = deferred
+
+
+def photo_urls(sandbox: Any, count: int) -> list[str]:
+    return [sandbox.url(f"/samples/portrait.jpg?copy={n}") for n in range(count)]
+
+
+def manifest_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(result["manifest"]).read_text().splitlines()]
+
+
+def charged(sandbox: Any) -> int:
+    return sum(sandbox.stats()["coins_charged_by_key"].values())
+
+
+def submissions(sandbox: Any) -> int:
+    return len(sandbox.stats()["submissions"])
+
+
+def test_a_batch_in_the_worker_saves_every_result_and_reports_the_coins(sandbox, sandbox_conn, tmp_path) -> None:
+    urls = photo_urls(sandbox, 6)
+    result = batch(sandbox_conn, tmp_path, img_urls=urls, max_in_flight=4).execute(context())
+
+    assert result["counts"] == {"enhanced": 6}
+    assert result["coins"] == charged(sandbox) > 0
+    assert submissions(sandbox) == 6
+    rows = manifest_rows(result)
+    assert [row["source"] for row in rows] == urls
+    for row in rows:
+        assert (tmp_path / row["output"]).stat().st_size > 0
+        assert row["output"] == f"portrait-{row['job_id']}.jpg"
+    assert sandbox.stats()["peak_in_flight_by_key"] and max(sandbox.stats()["peak_in_flight_by_key"].values()) <= 4
+
+
+def test_a_deferred_batch_keeps_max_in_flight_and_rerunning_it_pays_nothing(sandbox, sandbox_conn, tmp_path) -> None:
+    sandbox.configure(job_seconds=1.0)
+    urls = photo_urls(sandbox, 12)
+    result, deferrals = run_to_end(batch(sandbox_conn, tmp_path, img_urls=urls, max_in_flight=5, deferrable=True),
+                                   context())
+    assert result["counts"] == {"enhanced": 12}
+    assert deferrals >= 3
+    assert max(sandbox.stats()["peak_in_flight_by_key"].values()) <= 5
+    coins = charged(sandbox)
+    assert result["coins"] == coins
+
+    again, _ = run_to_end(batch(sandbox_conn, tmp_path, img_urls=urls, deferrable=True), context("run2"))
+    assert again["counts"] == {"existing": 12}
+    assert again["coins"] == 0 and charged(sandbox) == coins
+
+    # Another model is another enhancement; a new URL is a new photo.
+    other = batch(sandbox_conn, tmp_path, img_urls=urls[:2] + photo_urls(sandbox, 13)[12:], model_name="general_2x")
+    assert other.execute(context("run3"))["counts"] == {"enhanced": 3}
+    assert submissions(sandbox) == 15
+
+
+def test_a_changed_file_is_enhanced_again_and_an_unchanged_one_is_not(sandbox, sandbox_conn, tmp_path) -> None:
+    import os
+    import shutil
+
+    from airflow_provider_hitpaw.sandbox.server import SAMPLES_DIR
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        shutil.copy(SAMPLES_DIR / "portrait.jpg", inbox / name)
+    (inbox / "notes.txt").write_text("not a photo")
+    out = tmp_path / "out"
+    first = batch(sandbox_conn, out, input_path=str(inbox)).execute(context())
+    assert first["counts"] == {"enhanced": 3}
+    assert sorted(p.name.split("-")[0] for p in out.glob("*.jpg")) == ["a", "b", "c"]
+
+    stat = (inbox / "b.jpg").stat()
+    os.utime(inbox / "b.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    second = batch(sandbox_conn, out, input_path=str(inbox / "*.jpg")).execute(context("run2"))
+    assert second["counts"] == {"enhanced": 1, "existing": 2}
+    assert submissions(sandbox) == 4
+
+
+def test_the_budget_stops_exactly_where_the_next_photo_could_pass_it(sandbox, sandbox_conn, tmp_path) -> None:
+    urls = photo_urls(sandbox, 5)
+    one = batch(sandbox_conn, tmp_path / "probe", img_urls=urls[:1]).execute(context("probe"))["coins"]
+    result = batch(sandbox_conn, tmp_path / "out", img_urls=urls, max_coins=3 * one + one - 1).execute(context())
+    assert result["counts"] == {"enhanced": 3, "skipped_budget": 2}
+    assert result["coins"] == 3 * one
+    assert submissions(sandbox) == 1 + 3
+
+
+def test_not_enough_coins_stops_every_further_submission(sandbox, sandbox_conn, tmp_path) -> None:
+    urls = photo_urls(sandbox, 6)
+    one = batch(sandbox_conn, tmp_path / "probe", img_urls=urls[:1]).execute(context("probe"))["coins"]
+    balance = next(iter(sandbox.stats()["balances"].values()))
+    sandbox.add_key("poor-key", 2 * one)  # two photos' worth
+    from tests.support.connections import set_hitpaw_connection
+
+    mp = pytest.MonkeyPatch()
+    try:
+        set_hitpaw_connection(mp, "hitpaw_poor", sandbox.base_url, "poor-key")
+        with pytest.raises(HitPawBatchError) as failure:
+            batch("hitpaw_poor", tmp_path / "out", img_urls=urls, max_failed_items=0).execute(context())
+    finally:
+        mp.undo()
+    assert failure.value.counts == {"enhanced": 2, "refused": 1, "skipped_budget": 3}
+    assert balance > 0
+    rows = [json.loads(line) for line in next((tmp_path / "out" / "manifests").iterdir()).read_text().splitlines()]
+    assert [row["outcome"] for row in rows] == ["enhanced"] * 2 + ["refused"] + ["skipped_budget"] * 3
+
+
+def test_a_lost_reply_is_never_resubmitted_by_default(sandbox, sandbox_conn, tmp_path) -> None:
+    urls = photo_urls(sandbox, 3)
+    sandbox.set_faults(drop_after=1.0)
+    with pytest.raises(HitPawBatchError, match="unknown_outcome") as failure:
+        batch(sandbox_conn, tmp_path, img_urls=urls[:1]).execute(context())
+    assert failure.value.counts == {"unknown_outcome": 1}
+    sandbox.set_faults(drop_after=0.0)
+    # The retry, and a later run, leave it alone: it may have been charged already.
+    with pytest.raises(HitPawBatchError):
+        batch(sandbox_conn, tmp_path, img_urls=urls[:1]).execute(context(try_number=2))
+    assert submissions(sandbox) == 1
+    # Resubmitting within a budget of unknown outcomes is a choice.
+    result = batch(sandbox_conn, tmp_path, img_urls=urls[:1], on_unknown_outcome="resubmit",
+                   max_unknown_outcome_coins=1000).execute(context(try_number=3))
+    assert result["counts"] == {"enhanced": 1}
+    assert submissions(sandbox) == 2
+
+
+def test_an_unwritable_output_folder_is_refused_before_paying(sandbox, sandbox_conn, tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(HitPawValidationError, match="cannot be written|not a folder|is a file"):
+        batch(sandbox_conn, blocker / "out", img_urls=photo_urls(sandbox, 2)).execute(context())
+    assert submissions(sandbox) == 0
+
+
+def test_failed_jobs_fail_the_task_after_saving_the_rest_and_a_retry_resubmits_only_them(
+    sandbox, sandbox_conn, tmp_path
+) -> None:
+    urls = photo_urls(sandbox, 8)
+    sandbox.set_faults(fail_job=0.5, seed=3)
+    with pytest.raises(HitPawBatchError) as failure:
+        batch(sandbox_conn, tmp_path, img_urls=urls).execute(context())
+    failed = failure.value.counts.get("failed", 0)
+    assert failed >= 1 and failure.value.counts["enhanced"] == 8 - failed
+    assert len(list(tmp_path.glob("*.jpg"))) == 8 - failed
+    sandbox.set_faults(fail_job=0.0)
+    result = batch(sandbox_conn, tmp_path, img_urls=urls).execute(context(try_number=2))
+    assert result["counts"] == {"enhanced": 8}
+    assert submissions(sandbox) == 8 + failed
