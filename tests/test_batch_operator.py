@@ -24,13 +24,13 @@ def batch(conn: str, output: Path, **kwargs: Any) -> EnhancePhotoBatchOperator:
     return EnhancePhotoBatchOperator(output_path=str(output), hitpaw_conn_id=conn, **kwargs)
 
 
-def context(run_id: str = "run1", try_number: int = 1) -> dict[str, Any]:
+def context(run_id: str = "run1", try_number: int = 1) -> Any:
     ti = SimpleNamespace(dag_id="dag", run_id=run_id, task_id="enhance_batch", map_index=-1,
                          try_number=try_number, xcom_push=lambda **kw: None)
     return {"ti": ti}
 
 
-def run_to_end(op: EnhancePhotoBatchOperator, ctx: dict[str, Any]) -> tuple[dict[str, Any], int]:
+def run_to_end(op: EnhancePhotoBatchOperator, ctx: Any) -> tuple[dict[str, Any], int]:
     """Execute, and while it defers run its trigger and resume: (result, deferrals)."""
     deferrals = 0
     try:
@@ -172,7 +172,7 @@ def test_a_lost_reply_is_never_resubmitted_by_default(sandbox, sandbox_conn, tmp
 def test_an_unwritable_output_folder_is_refused_before_paying(sandbox, sandbox_conn, tmp_path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(HitPawValidationError, match="cannot be written|not a folder|is a file"):
+    with pytest.raises(HitPawValidationError, match=r"cannot be written|not a folder|is a file"):
         batch(sandbox_conn, blocker / "out", img_urls=photo_urls(sandbox, 2)).execute(context())
     assert submissions(sandbox) == 0
 
