@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def is_loopback_host(host: str | None) -> bool:
     if not host:
         return False
@@ -70,7 +73,9 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
             "Use https (only loopback addresses such as a local sandbox may use http)."
         )
     netloc = parts.netloc
-    if port and url_port is None:
+    # The scheme's own port adds nothing (the form asks for 443 on Airflow versions whose Test button
+    # needs a port), and port 0 is no port.
+    if port and url_port is None and port != _DEFAULT_PORTS[parts.scheme]:
         netloc = f"{netloc}:{port}"
     path = parts.path.rstrip("/")
     return f"{parts.scheme}://{netloc}{path}"
@@ -84,12 +89,19 @@ def _read(field: ExtraField, extra: dict[str, Any]) -> float:
 
 
 def check_api_key(api_key: str, conn_id: str | None) -> str:
-    """Refuse a key that could not travel in an HTTP header (found before any request is sent)."""
+    """Refuse a key that could not travel in an HTTP header (found before any request is sent).
+
+    :param conn_id: the connection named in the message; None says "The connection" (a connection
+        test runs on a copy with a random id the user never saw).
+    """
+    which = f"Connection {conn_id!r}" if conn_id is not None else "The connection"
     if not api_key:
-        raise HitPawAuthError(f"Connection {conn_id!r} has no HitPaw API key: put it in the password field")
+        raise HitPawAuthError(
+            f"{which} has no HitPaw API key: put it in the password field (API Key in the form)"
+        )
     if not api_key.isascii() or not api_key.isprintable() or any(ch.isspace() for ch in api_key):
         raise HitPawAuthError(
-            f"Connection {conn_id!r} has an API key with spaces, control or non-ASCII characters; "
+            f"{which} has an API key with spaces, control or non-ASCII characters; "
             "paste the key exactly as HitPaw shows it"
         )
     return api_key

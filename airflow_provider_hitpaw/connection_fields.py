@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,20 +84,68 @@ MAX_RETRY_SECONDS = ExtraField(
 EXTRA_FIELDS = (CONNECT_TIMEOUT, READ_TIMEOUT, DOWNLOAD_TIMEOUT, MAX_ATTEMPTS, MAX_RETRY_SECONDS)
 
 
-def connection_form(*, extra_fields_in_form: bool) -> dict[str, Any]:
+#: The first Airflow release whose connection list sends ``port: 0`` for a connection without a port
+#: when its Test button is clicked, and whose API then refuses the test ("The host or port to test
+#: differs from the stored connection"). apache/airflow PR #73298 fixes it; no release with the fix
+#: was out when this was written (3.3.2 is the newest), so the form keeps showing the port from 3.3.0 on.
+TEST_BUTTON_NEEDS_PORT_SINCE = (3, 3, 0)
+#: The first release with PR #73298, once known: the port is hidden again from there on.
+TEST_BUTTON_NEEDS_PORT_UNTIL: tuple[int, int, int] | None = None
+#: What the port field suggests: any port works for the Test button; HitPaw's https port reads best.
+TEST_BUTTON_PORT = 443
+
+
+def port_needed_by_test_button(airflow_version: str | None = None) -> bool:
+    """Whether this Airflow's Test button fails for a connection without a port (see
+    :data:`TEST_BUTTON_NEEDS_PORT_SINCE`). Reads the installed version without importing Airflow.
+
+    :param airflow_version: the version to judge; by default the installed ``apache-airflow``'s.
+    """
+    if airflow_version is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            airflow_version = version("apache-airflow")
+        except PackageNotFoundError:
+            return False
+    release = _release(airflow_version)
+    if release < TEST_BUTTON_NEEDS_PORT_SINCE:
+        return False
+    return TEST_BUTTON_NEEDS_PORT_UNTIL is None or release < TEST_BUTTON_NEEDS_PORT_UNTIL
+
+
+def _release(text: str) -> tuple[int, int, int]:
+    """``(3, 3, 2)`` of ``"3.3.2"``, ``"3.3.2rc1"`` or ``"3.4.0.dev0"``; missing parts are 0."""
+    found = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", text.strip())
+    if found is None:
+        return (0, 0, 0)
+    major, minor, micro = (int(part or 0) for part in found.groups())
+    return major, minor, micro
+
+
+def connection_form(*, extra_fields_in_form: bool, show_port: bool | None = None) -> dict[str, Any]:
     """The connection form: Airflow 3.2+ shows each extra as a field of its own (``conn-fields``) and
-    hides the raw extra; older versions show the raw extra, with the defaults as its placeholder."""
+    hides the raw extra; older versions show the raw extra, with the defaults as its placeholder.
+
+    :param show_port: show the port, labelled for the Test button (see :func:`port_needed_by_test_button`,
+        which decides by default). The hooks accept a port and ignore one that adds nothing to the
+        base URL (443 for https).
+    """
+    if show_port is None:
+        show_port = port_needed_by_test_button()
     placeholders = {"host": DEFAULT_BASE_URL, "password": "Your HitPaw API key"}
-    hidden = ["schema", "port", "login"]
+    relabeling = {"password": "API Key", "host": "Base URL"}
+    hidden = ["schema", "login"]
+    if show_port:
+        relabeling["port"] = "Port (for the Test button)"
+        placeholders["port"] = f"{TEST_BUTTON_PORT}: Airflow's Test button fails on a connection without a port"
+    else:
+        hidden.insert(1, "port")
     if extra_fields_in_form:
         hidden.append("extra")
     else:
         placeholders["extra"] = json.dumps({f.key: _plain(f.default) for f in EXTRA_FIELDS})
-    return {
-        "hidden_fields": hidden,
-        "relabeling": {"password": "API Key", "host": "Base URL"},
-        "placeholders": placeholders,
-    }
+    return {"hidden_fields": hidden, "relabeling": relabeling, "placeholders": placeholders}
 
 
 def conn_fields() -> dict[str, Any]:

@@ -8,13 +8,20 @@ from airflow_provider_hitpaw import __version__
 from airflow_provider_hitpaw.connection_fields import conn_fields, connection_form
 
 INTEGRATION = "HitPaw"
+#: Shown on the Providers page. The page links the package name to the ``Documentation`` URL of the
+#: package's metadata (``[project.urls]`` in pyproject.toml), which Airflow reads itself.
+DESCRIPTION = (
+    "HitPaw photo enhancement API: a hook, a deferrable operator and sensor, and a local HitPaw sandbox "
+    "for tests."
+)
 
 
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-hitpaw",
         "name": "HitPaw",
-        "description": "`HitPaw <https://www.hitpaw.com/hitpaw-api.html>`__ photo enhancement API.",
+        # Plain text: Airflow shows it as is, after dropping every ` _ < > character.
+        "description": DESCRIPTION,
         "versions": [__version__],
         "integrations": [
             {

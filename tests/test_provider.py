@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 
 from airflow_provider_hitpaw.connection import HitPawSettings, normalize_base_url
+from airflow_provider_hitpaw.connection_fields import port_needed_by_test_button
 from airflow_provider_hitpaw.errors import HitPawAuthError, HitPawValidationError
 from airflow_provider_hitpaw.get_provider_info import get_provider_info
 from airflow_provider_hitpaw.hooks.hitpaw import HitPawHook
@@ -33,7 +34,9 @@ def test_provider_info_declares_the_connection_type():
     behaviour = conn["ui-field-behaviour"]
     assert behaviour["relabeling"]["password"] == "API Key"
     assert behaviour["placeholders"]["host"] == "https://api-base.hitpaw.com"
-    assert {"login", "schema", "port"} <= set(behaviour["hidden-fields"])
+    assert {"login", "schema"} <= set(behaviour["hidden-fields"])
+    # The port is shown only where Airflow's Test button needs one (tests/test_first_hour.py).
+    assert ("port" in behaviour["hidden-fields"]) is not port_needed_by_test_button()
 
 
 def test_every_module_named_in_provider_info_imports():

@@ -21,7 +21,7 @@ from airflow_provider_hitpaw.api import (
     submission_failed,
     unknown_submit_error,
 )
-from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings
+from airflow_provider_hitpaw.connection import DEFAULT_CONN_ID, HitPawSettings, check_api_key
 from airflow_provider_hitpaw.connection_fields import connection_form
 from airflow_provider_hitpaw.contract.endpoints import (
     API_KEY_HEADER,
@@ -533,17 +533,23 @@ class HitPawHook(_HitPawConnectionHook):
         """Check that HitPaw accepts the key, without spending coins.
 
         It asks the status of a job id that cannot exist: "task does not exist" means the key was
-        accepted; a key error means it was not.
+        accepted; a key error means it was not. Airflow's Test button runs it on a copy of the
+        connection under a random id, so the messages name neither that id nor the made-up job's.
         """
+        try:
+            check_api_key((self.get_connection(self.hitpaw_conn_id).password or "").strip(), None)
+            base_url = self.settings.base_url
+        except HitPawError as err:
+            return False, err.describe(with_job=False)
         try:
             self.get_task_status(CONNECTION_TEST_JOB_ID)
         except HitPawTaskNotFoundError:
-            return True, f"Connection to {self.settings.base_url} works: the API key was accepted"
+            return True, f"Connection to {base_url} works: the API key was accepted"
         except HitPawAuthError as err:
-            return False, f"HitPaw refused the API key: {err}"
+            return False, f"HitPaw refused the API key: {err.describe(with_job=False)}"
         except HitPawError as err:
-            return False, f"{type(err).__name__}: {err}"
-        return True, f"Connection to {self.settings.base_url} works"
+            return False, f"{type(err).__name__}: {err.describe(with_job=False)}"
+        return True, f"Connection to {base_url} works"
 
 
 class HitPawAsyncHook(_HitPawConnectionHook):
