@@ -31,7 +31,7 @@ test: lint typecheck
 # Production-shaped deployments (tests/system/): PostgreSQL, Redis, CeleryExecutor, the browser test.
 # Needs Debian's postgresql, redis-server and chromium packages (.ci/run installs them).
 system-deps: $(STAMP)
-	@$(PY) -c "import airflow.providers.celery, playwright" 2>/dev/null || $(PY) -m pip install $(PIP_FLAGS) -e ".[test,system]" $(if $(AIRFLOW_VERSION),"apache-airflow==$(AIRFLOW_VERSION)")
+	@$(PY) -c "import airflow.providers.celery, celery.backends.database as db, redis, playwright; db.retry" 2>/dev/null || $(PY) -m pip install $(PIP_FLAGS) -e ".[test,system]" $(if $(AIRFLOW_VERSION),"apache-airflow==$(AIRFLOW_VERSION)")
 
 test-system: system-deps
 	$(PY) -m pytest -m system tests/system $(PYTEST_ARGS)

@@ -47,6 +47,8 @@ PROJECT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = PROJECT / "example_dags"
 
 COMPONENTS = ("scheduler", "triggerer", "dag-processor", "api-server")
+#: What a Celery worker prints once it consumes tasks (``celery@<hostname> ready.``).
+CELERY_READY_LOG = " ready."
 #: Health entries of ``GET /api/v2/monitor/health`` that must be healthy before the deployment is used.
 HEALTH_KEYS = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}
 FINISHED_RUN_STATES = ("success", "failed")
@@ -87,6 +89,8 @@ class Component:
     starts: int = 1
     #: stopped on purpose: its exit is no error
     expected_down: bool = False
+    #: a triggerer's job id (``/api/v2/jobs``), known when several triggerers run
+    job_id: int | None = None
 
 
 @dataclass
@@ -117,6 +121,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _celery_result_backend(database_url: str) -> str:
+    """Celery's result backend in the metadata database: ``db+`` and its SQLAlchemy URL, driver kept."""
+    return f"db+{database_url}"
 
 
 def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child before exec
@@ -223,6 +232,13 @@ class Deployment:
     :param python: the interpreter whose venv's ``airflow`` is run (default: this one).
     :param start_timeout: seconds allowed for migrating the database and starting up.
     :param keep_home: keep the Airflow home (and logs) after exit, for debugging.
+    :param triggerers: how many ``airflow triggerer`` processes; with more than one they are named
+        ``triggerer-1``, ``triggerer-2``... (else ``triggerer``), each serving its logs on its own port.
+    :param celery_workers: 0 for LocalExecutor; else CeleryExecutor with this many ``airflow celery
+        worker`` processes, ``celery-worker-1``..., each with ``parallelism`` slots. Needs
+        ``broker_url`` and a database other than SQLite (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` in ``env``),
+        which is also Celery's result backend.
+    :param broker_url: the Celery broker (``redis://127.0.0.1:PORT/0``).
     """
 
     def __init__(
@@ -236,7 +252,12 @@ class Deployment:
         python: str | os.PathLike[str] | None = None,
         start_timeout: float = 180.0,
         keep_home: bool = False,
+        triggerers: int = 1,
+        celery_workers: int = 0,
+        broker_url: str | None = None,
     ) -> None:
+        if celery_workers and not broker_url:
+            raise ValueError("CeleryExecutor needs a broker_url")
         self.started_at = time.monotonic()
         self.deadline = self.started_at + deadline_seconds
         self.dag_files = list(dag_files) if dag_files is not None else sorted(EXAMPLE_DAGS.glob("*.py"))
@@ -246,6 +267,9 @@ class Deployment:
         self.bin_dir = Path(python or sys.executable).parent
         self.airflow = str(self.bin_dir / "airflow")
         self.start_timeout = start_timeout
+        self.triggerers = triggerers
+        self.celery_workers = celery_workers
+        self.broker_url = broker_url
         self.stop_grace = FINAL_STOP_GRACE_SECONDS
         self.keep_home = keep_home or bool(os.environ.get("HITPAW_KEEP_DEPLOYMENT"))
         self.home = Path(tempfile.mkdtemp(prefix="hitpaw-deployment-"))
@@ -258,6 +282,38 @@ class Deployment:
         self._token: str | None = None
         self._stopped = False
         self.env = self._environment()
+        #: per component: environment on top of :attr:`env` (each its own log server port)
+        self.component_env: dict[str, dict[str, str]] = {}
+        for name in self.triggerer_names:
+            self.component_env[name] = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+        for name in self.worker_names:
+            self.component_env[name] = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+
+    @property
+    def triggerer_names(self) -> list[str]:
+        if self.triggerers == 1:
+            return ["triggerer"]
+        return [f"triggerer-{n}" for n in range(1, self.triggerers + 1)]
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [f"celery-worker-{n}" for n in range(1, self.celery_workers + 1)]
+
+    @property
+    def component_names(self) -> list[str]:
+        return ["scheduler", *self.triggerer_names, "dag-processor", "api-server", *self.worker_names]
+
+    def command(self, name: str) -> list[str]:
+        """The ``airflow`` arguments that start component ``name``."""
+        if name.startswith("celery-worker-"):
+            number = name.rsplit("-", 1)[1]
+            return [
+                "celery", "worker", "--concurrency", str(self.parallelism),
+                "--celery-hostname", f"worker{number}@%h", "--without-mingle", "--without-gossip",
+            ]
+        if name.startswith("triggerer"):
+            return ["triggerer"]
+        return [name]
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -293,6 +349,19 @@ class Deployment:
             AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
             **FAST_SETTINGS,
         )
+        if self.celery_workers:
+            database = self.extra_env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+            if not database or database.startswith("sqlite"):
+                raise ValueError("CeleryExecutor needs a database server (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)")
+            env.update(
+                AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+                AIRFLOW__CELERY__BROKER_URL=str(self.broker_url),
+                AIRFLOW__CELERY__RESULT_BACKEND=_celery_result_backend(database),
+                AIRFLOW__CELERY__WORKER_CONCURRENCY=str(self.parallelism),
+                # One task per free slot: a worker does not hoard queued tasks that another could run.
+                AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER="1",
+                AIRFLOW__CELERY__SYNC_PARALLELISM="1",
+            )
         env.update(self.extra_env)
         return env
 
@@ -319,9 +388,49 @@ class Deployment:
         for name, source in self.dag_sources.items():
             (self.dags_folder / name).write_text(source, encoding="utf-8")
         self.run_cli("db", "migrate", timeout=self.start_timeout)
-        for name in COMPONENTS:
-            self.start_component(name)
+        several_triggerers = len(self.triggerer_names) > 1
+        for name in self.component_names:
+            if not (several_triggerers and name in self.triggerer_names):
+                self.start_component(name)
+        if several_triggerers:
+            # One after the other, each once the API answers: each one's job id is then the new one.
+            self.wait_healthy(["scheduler", "dag-processor"], timeout=self.start_timeout)
+            for name in self.triggerer_names:
+                self.start_triggerer(name)
         self.wait_healthy(timeout=self.start_timeout)
+        for name in self.worker_names:
+            self.wait_worker_ready(name, timeout=self.start_timeout)
+
+    def triggerer_jobs(self, alive_only: bool = False) -> dict[int, dict[str, Any]]:
+        """The triggerer jobs the REST API knows (``GET /api/v2/jobs``), by job id."""
+        query = "job_type=TriggererJob&limit=100" + ("&is_alive=true" if alive_only else "")
+        return {int(job["id"]): job for job in self.api("GET", f"/api/v2/jobs?{query}")["jobs"]}
+
+    def start_triggerer(self, name: str, timeout: float = 120.0) -> Component:
+        """Start (or restart) triggerer ``name`` and learn its job id: the one job that is new."""
+        known = set(self.triggerer_jobs())
+        component = self.start_component(name)
+
+        def new_job() -> set[int]:
+            return set(self.triggerer_jobs()) - known
+
+        found = self.wait_until(new_job, timeout, f"{name} to register its job", 0.5)
+        if len(found) != 1:
+            raise self.error(f"{name}: several new triggerer jobs {sorted(found)}; started one at a time?")
+        component.job_id = found.pop()
+        return component
+
+    def component_of_triggerer_job(self, job_id: int) -> str | None:
+        """The name of the triggerer process whose (latest) job is ``job_id``."""
+        return next((c.name for c in self.components.values() if c.job_id == job_id), None)
+
+    def wait_worker_ready(self, name: str, timeout: float = 120.0) -> None:
+        """Wait until Celery worker ``name`` (its latest start) consumes tasks."""
+        component = self.components[name]
+        self.wait_until(
+            lambda: CELERY_READY_LOG in component.log_path.read_text(encoding="utf-8", errors="replace"),
+            timeout, f"{name} to be ready", 0.5,
+        )
 
     def run_cli(self, *args: str, timeout: float = 120.0) -> str:
         """Run ``airflow args...`` with the deployment's environment; its output, or DeploymentError."""
@@ -351,7 +460,8 @@ class Deployment:
             self._retired_logs.append(old.log_path)
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(
-                [self.airflow, name], env=self.env, cwd=self.home, stdin=subprocess.DEVNULL,
+                [self.airflow, *self.command(name)], env={**self.env, **self.component_env.get(name, {})},
+                cwd=self.home, stdin=subprocess.DEVNULL,
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=_set_parent_death_signal,
             )
@@ -381,6 +491,11 @@ class Deployment:
             shutil.rmtree(self.home, ignore_errors=True)
 
     # -- errors and time -------------------------------------------------------------------------
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the deployment began."""
+        return time.monotonic() - self.started_at
 
     @property
     def remaining(self) -> float:

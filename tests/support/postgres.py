@@ -93,15 +93,25 @@ class PostgresCluster:
             os.chown(self.root, user.pw_uid, user.pw_gid)
         self._run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                   "--locale=C.UTF-8", "--no-sync")
+        self._started = True
+        self._pg_ctl_start()
+        self._create_database()
+        return self
+
+    def _pg_ctl_start(self) -> None:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        self._started = True
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_path), "-o", options, "-w",
                   "-t", str(int(self.start_timeout)), "start", timeout=self.start_timeout + 10)
-        self._create_database()
-        return self
+
+    def restart(self, down_seconds: float = 0.0, mode: str = "fast") -> None:
+        """Stop the server (``pg_ctl stop -m mode``: every client connection is cut), stay down for
+        ``down_seconds``, start it again on the same port with the same data."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop", timeout=60)
+        time.sleep(down_seconds)
+        self._pg_ctl_start()
 
     def _create_database(self) -> None:
         import psycopg2
