@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -40,7 +41,9 @@ def configure(dag: Any, *, deferrable: bool) -> None:
             task.poll_interval = FAST_POLL
         if hasattr(task, "poke_interval") and task.task_type == "TaskStatusSensor":
             task.poke_interval = FAST_POLL
-        if hasattr(task, "deferrable") and task.task_type in ("EnhancePhotoOperator", "TaskStatusSensor"):
+        if hasattr(task, "deferrable") and task.task_type in (
+            "EnhancePhotoOperator", "TaskStatusSensor", "EnhancePhotoBatchOperator"
+        ):
             task.deferrable = deferrable
 
 
@@ -117,6 +120,35 @@ def test_batch(airflow_db, hitpaw_default, deferrable):
     # The coins the DAG reports are the coins the sandbox charged, in both modes (the deferred
     # resume must not lose them, even where dag.test() drops defer()'s kwargs).
     assert xcom_value(run, "report")["coins"] == coins_charged(hitpaw_default)
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_batch_folder_enhances_the_folder_once_and_announces_the_asset(
+    airflow_db, hitpaw_default, tmp_path, monkeypatch, deferrable
+):
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    output = tmp_path / "enhanced"
+    monkeypatch.setenv("HITPAW_BATCH_OUTPUT", str(output) + "/")
+    dag = load_dag(airflow_db, "example_hitpaw_batch_folder.py", "example_hitpaw_batch_folder")
+    configure(dag, deferrable=deferrable)
+    run = dag.test()
+    assert str(run.state) == "success", states(run)
+    summary = xcom_value(run, "enhance_new_photos")
+    assert summary["counts"] == {"enhanced": 1}
+    assert summary["coins"] == coins_charged(hitpaw_default) > 0
+    (result,) = output.glob("portrait-*.jpg")
+    assert result.stat().st_size > 0
+    with create_session() as session:
+        extras = [e.extra for e in session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run.run_id))]
+    assert extras and extras[-1]["counts"] == {"enhanced": 1}
+
+    again = dag.test(logical_date=run.logical_date + timedelta(days=1))
+    assert str(again.state) == "success", states(again)
+    assert xcom_value(again, "enhance_new_photos")["counts"] == {"existing": 1}
+    assert submissions(hitpaw_default) == 1
 
 
 @pytest.mark.parametrize("deferrable", MODES)
