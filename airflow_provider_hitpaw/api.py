@@ -23,6 +23,7 @@ from airflow_provider_hitpaw.errors import (
     ERROR_CODES,
     HitPawConnectionError,
     HitPawError,
+    HitPawInvalidRequestError,
     HitPawRateLimitError,
     HitPawResponseError,
     HitPawServerError,
@@ -445,7 +446,35 @@ def _read_submit_reply(reply: Reply, submission: dict[str, Any], secret: str | N
         status_code < 300 and isinstance(error, HitPawResponseError)
     ):
         raise unknown_submit_error(submission, str(error), status_code) from error
+    if isinstance(error, HitPawInvalidRequestError):
+        raise refused_submission(error, submission) from None
     raise error
+
+
+#: HitPaw's code for a media URL it would not take ("Invalid URL").
+INVALID_URL_CODE = 100400001
+URL_SHOWN_CHARS = 120
+
+
+def shown_url(url: object) -> str:
+    """A URL fit for a message: without its query string and fragment (a presigned URL's signature
+    stays out of logs), and at most ``URL_SHOWN_CHARS`` characters."""
+    text = " ".join(str(url).split())
+    text = text.split("?", 1)[0].split("#", 1)[0]
+    return text if len(text) <= URL_SHOWN_CHARS else text[: URL_SHOWN_CHARS - 3] + "..."
+
+
+def refused_submission(error: HitPawInvalidRequestError, submission: dict[str, Any]) -> HitPawInvalidRequestError:
+    """HitPaw's refusal of a submission, saying what it refused: the media URL and the model."""
+    media_url = submission.get("img_url") or submission.get("video_url")
+    what = f"{shown_url(media_url)} with model {submission.get('model_name')}"
+    message = f"HitPaw refused the submission of {what} (nothing was charged): {error.message}"
+    if error.code == INVALID_URL_CODE:
+        message += (
+            ". HitPaw fetches the photo itself: the URL must be public http(s) and reachable from the "
+            "internet (a private or expired signed URL is refused; upload a private photo with img_path)"
+        )
+    return type(error)(message, http_status=error.http_status, code=error.code, job_id=error.job_id)
 
 
 def submission_failed(

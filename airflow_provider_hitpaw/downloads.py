@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from airflow_provider_hitpaw.errors import HitPawValidationError
+from airflow_provider_hitpaw.errors import (
+    HitPawError,
+    HitPawResultNotSavedError,
+    HitPawResultNotSavedFailure,
+    HitPawValidationError,
+)
 from airflow_provider_hitpaw.validation import JOB_ID_PATTERN
 
 # 64 KiB: with requests' iter_content, 1 MiB chunks streamed at about 40% of curl's rate here, 64 KiB
@@ -84,6 +89,89 @@ def check_destination(destination: Any) -> None:
     raise HitPawValidationError(
         f"output_path must be a path, a URL or an ObjectStoragePath, got {type(destination).__name__}"
     )
+
+
+def check_writable_destination(destination: Any) -> None:
+    """:func:`check_destination`, then what this machine can tell before a job is paid for: a local
+    destination's folder exists or can be created, and a file can be written there; an object-storage
+    destination's filesystem is configured in this Airflow (no request is sent to the storage).
+
+    Run by the operators in the worker, right before a new submission (not when a DAG file is parsed:
+    the DAG processor need not see the workers' disks).
+
+    :raises HitPawValidationError: with what is wrong and where; nothing was paid.
+    """
+    check_destination(destination)
+    if isinstance(destination, str) and _is_file_uri(destination):
+        text = local_path_of_file_uri(destination)
+        _check_local_folder(Path(text), text.endswith("/"), destination)
+    elif isinstance(destination, str) and _URL_WITH_AUTHORITY.match(destination):
+        path = _storage_path(destination)
+        if _is_local_storage(path):
+            _check_local_folder(Path(path.path), destination.endswith("/"), destination)
+    elif _is_storage_path(destination):
+        if _is_local_storage(destination):
+            _check_local_folder(Path(destination.path), False, str(destination))
+        else:
+            _storage_path(destination)
+    else:
+        text = os.fspath(destination)
+        _check_local_folder(Path(text), text.endswith(("/", os.sep)), text)
+
+
+def _storage_path(destination: Any) -> Any:
+    """An ``ObjectStoragePath`` whose filesystem this Airflow can open (its scheme is registered by an
+    installed provider); building the filesystem sends no request."""
+    from airflow.sdk import ObjectStoragePath
+
+    try:
+        path = destination if _is_storage_path(destination) else ObjectStoragePath(destination)
+        path.fs  # noqa: B018 - raises when no filesystem is registered for the scheme
+    except Exception as err:
+        raise HitPawValidationError(
+            f"output_path {_show(str(destination))} cannot be written from this Airflow: {err}. Install the "
+            "provider of that storage (apache-airflow-providers-amazon for s3://, -google for gs://...) and "
+            "configure its connection; nothing was submitted"
+        ) from None
+    return path
+
+
+def _check_local_folder(path: Path, as_folder: bool, shown: str) -> None:
+    """The folder a local result goes to exists, or can be created, and takes a new file."""
+    folder = path if as_folder or _is_dir(path) else path.parent
+    existing = folder
+    while not _exists(existing) and existing.parent != existing:
+        existing = existing.parent
+    where = f"output_path {_show(shown)}"
+    if not _is_dir(existing):
+        raise HitPawValidationError(
+            f"{where} cannot be used: {str(existing)!r} is a file, not a folder, so {str(folder)!r} cannot "
+            "be created; nothing was submitted"
+        )
+    probe = existing / f".hitpaw-write-check-{os.urandom(6).hex()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as err:
+        missing = "" if existing == folder else f"{str(folder)!r} does not exist and "
+        raise HitPawValidationError(
+            f"{where} cannot be written on this worker: {missing}no file can be created in "
+            f"{str(existing)!r} ({err.strerror or err}); a read-only or missing mount? Nothing was submitted"
+        ) from None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a folder on the way that may not be searched
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _is_storage_path(destination: Any) -> bool:
@@ -155,6 +243,49 @@ def split_file_uri(uri: str) -> tuple[str, str]:
 
 def _show(text: str) -> str:
     return repr(text[:200] + ("..." if len(text) > 200 else ""))
+
+
+# --- a result paid for and not saved ----------------------------------------------------------------
+
+#: How long HitPaw keeps an enhancement's result after the job ends: 8 days (HitPaw's FAQ,
+#: docs/faq.md of its developer docs).
+RESULT_KEPT_SECONDS = 8 * 24 * 3600
+
+
+def result_not_saved_error(
+    job_id: str, res_url: str, destination: Any, err: BaseException, *, clear_reconnects: bool
+) -> HitPawResultNotSavedError:
+    """The error for a completed, paid job whose result could not be copied to ``destination``.
+
+    It names the job, the result's URL (without its query string: the full URL is in the XCom
+    ``res_url``), until when HitPaw keeps it, and what a retry or a clear does.
+
+    :param clear_reconnects: whether a retry or a clear reconnects to the job (Airflow 3.3+) rather
+        than paying again; if not, the error fails the task without retries.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from airflow_provider_hitpaw.api import shown_url
+
+    until = datetime.now(UTC) + timedelta(seconds=RESULT_KEPT_SECONDS)
+    reason = f"{type(err).__name__}: {str(err)[:300]}" if not isinstance(err, HitPawError) else str(err)[:300]
+    message = (
+        f"HitPaw job {job_id} is completed and paid for, but its result could not be copied to "
+        f"{_show(str(destination))} ({reason}). The result is at {shown_url(res_url)} (the full URL is in "
+        f"the XCom 'res_url'); HitPaw keeps it 8 days after the job ended, so until "
+        f"{until:%Y-%m-%d %H:%M} UTC at the latest. "
+    )
+    if clear_reconnects:
+        message += (
+            "Fix output_path's folder, then clear this task: it reconnects to the same job and copies "
+            "the result without paying again."
+        )
+        return HitPawResultNotSavedError(message, job_id=job_id, res_url=res_url)
+    message += (
+        "Not retried: on this Airflow (before 3.3) a retry or a clear submits the photo again and pays "
+        "again; fetch the result from its URL instead."
+    )
+    return HitPawResultNotSavedFailure(message, job_id=job_id, res_url=res_url)
 
 
 # --- resolving a destination ---------------------------------------------------------------------

@@ -191,6 +191,25 @@ class HitPawBatchError(HitPawError):
         super().__init__(message, **kwargs)
 
 
+class HitPawResultNotSavedError(HitPawError):
+    """A job was paid for and completed, but its result could not be copied to ``output_path``.
+
+    The message says where the result is and until when. On Airflow 3.3+ a retry or a plain clear of
+    the task reconnects to the same job and copies the result again, without paying.
+
+    :param res_url: the result's URL at HitPaw.
+    """
+
+    def __init__(self, message: str, *, res_url: str | None = None, **kwargs: Any) -> None:
+        self.res_url = res_url
+        super().__init__(message, **kwargs)
+
+
+class HitPawResultNotSavedFailure(HitPawResultNotSavedError, AirflowFailException):
+    """:class:`HitPawResultNotSavedError` on Airflow before 3.3, where a retry would submit (and pay
+    for) the photo again: the task fails without Airflow retries."""
+
+
 class MapIndexTooLongError(HitPawValidationError, AirflowFailException):
     """A mapped task's ``map_index_template`` renders longer than Airflow's database can store.
 

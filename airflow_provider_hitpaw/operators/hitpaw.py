@@ -36,6 +36,9 @@ from airflow_provider_hitpaw.operators.job import (  # the names this module had
     parse_flag,
     runtime_poll_interval,
 )
+from airflow_provider_hitpaw.operators.job import (
+    as_url_path as _as_url_path,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -54,20 +57,6 @@ __all__ = [
     "parse_flag",
     "runtime_poll_interval",
 ]
-
-def _as_url_path(img_path: object) -> str:
-    """``img_path`` as a URL-like string whose last segment is the file's name (for the result's name,
-    the label and the extension): a local path gets percent-encoded into a ``file:`` URI."""
-    text = str(img_path)
-    if "://" in text or text[:5].lower() == "file:":
-        return text
-    from pathlib import Path
-
-    try:
-        return Path(text).absolute().as_uri()
-    except ValueError:
-        return text
-
 
 def output_extension_for(img_url: str, extension: str | None) -> str:
     """The result's extension: the one given, else the photo's own when HitPaw can write it.

@@ -117,6 +117,21 @@ def runtime_poll_interval(value: object, name: str, log: Any) -> float:
     return float(value)
 
 
+def as_url_path(img_path: object) -> str:
+    """A file to upload (``img_path``, ``video_path``) as a URL-like string whose last segment is the
+    file's name (for the result's name, the label and the extension): a local path gets
+    percent-encoded into a ``file:`` URI."""
+    text = str(img_path)
+    if "://" in text or text[:5].lower() == "file:":
+        return text
+    from pathlib import Path
+
+    try:
+        return Path(text).absolute().as_uri()
+    except ValueError:
+        return text
+
+
 def is_template(value: object) -> bool:
     """Whether a value will only be known once Jinja renders it (or an XCom resolves)."""
     if isinstance(value, str):
