@@ -18,7 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_hitpaw.downloads import check_destination
+from airflow_provider_hitpaw.downloads import (
+    check_destination,
+    check_writable_destination,
+    result_not_saved_error,
+)
 from airflow_provider_hitpaw.errors import (
     HitPawError,
     HitPawJobFailedError,
@@ -247,6 +251,8 @@ class HitPawJobOperator(BaseOperator):
         if job is None:
             if refusal is not None:  # raised only before paying: a job an earlier try paid for is kept
                 raise refusal
+            if self.output_path:  # the worker's own disk or storage: a result it cannot keep is money lost
+                check_writable_destination(self.output_path)
             job, intent_kept = self._submit(payload, fingerprint, memory, ti)
         try:
             # The job id goes to XCom first: if the store cannot keep it, the id is still where a user
@@ -492,12 +498,19 @@ class HitPawJobOperator(BaseOperator):
         context["ti"].xcom_push(key=RES_URL_XCOM_KEY, value=res_url)
         output_path = None
         if self.output_path:
-            output_path = self.hook.download_result(
-                res_url,
-                self.output_path,
-                job_id=completed.job_id,
-                source_url=self._source_location(),
-            )
+            try:
+                output_path = self.hook.download_result(
+                    res_url,
+                    self.output_path,
+                    job_id=completed.job_id,
+                    source_url=self._source_location(),
+                )
+            except Exception as err:  # paid for: say which job, where its result is and what a clear does
+                from airflow_provider_hitpaw.version_compat import AIRFLOW_V_3_3_PLUS
+
+                raise result_not_saved_error(
+                    completed.job_id, res_url, self.output_path, err, clear_reconnects=AIRFLOW_V_3_3_PLUS
+                ) from err
         result = {**completed.to_xcom(), "consume_coins": consume_coins, "output_path": output_path}
         self._result = result
         return result
