@@ -39,7 +39,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_provider_hitpaw.operators.hitpaw"],
+                "python-modules": ["airflow_provider_hitpaw.operators.hitpaw", "airflow_provider_hitpaw.operators.video"],
             }
         ],
         "sensors": [

@@ -345,17 +345,19 @@ class ApiRoutes:
             raise RequestRefused(replies.TARGET_RESOLUTION_OVER_LIMIT) from None
         coins = self._charge(request, spec, video_coins=price)
         job = self._new_job(request, owner, clip.video_url, clip.model_name, coins, f"result.{ext}")
-        work_megapixels = clip.width * clip.height / 1_000_000
-        if job.final_status == COMPLETED and work_megapixels > config.max_work_megapixels:
-            log.warning("job %s: a %.0f MP video is over the sandbox's max_work_megapixels; it ends in ERROR",
-                        job.job_id, work_megapixels)
+        megapixels = clip.width * clip.height / 1_000_000
+        work = megapixels * info.duration * info.fps  # megapixels x frames
+        if job.final_status == COMPLETED and (
+            megapixels > config.max_work_megapixels or work > video.MAX_WORK_MEGAPIXEL_FRAMES
+        ):
+            log.warning("job %s: a %.0f MP video of %.0f frames is over the sandbox's work limits; it ends in ERROR",
+                        job.job_id, megapixels, info.duration * info.fps)
             job.final_status = ERROR
         if job.final_status == COMPLETED:
             job.result_path = self.state.job_dir(job.job_id) / job.result_name
-            work = partial(
+            self.server.run_job_work(job, partial(
                 video.enhance_video, data, job.result_path, width=clip.width, height=clip.height, extension=ext
-            )
-            self.server.run_job_work(job, work)
+            ))
         else:
             job.work_done = True
             self.state.work_ended(job)

@@ -53,6 +53,10 @@ CONTENT_TYPES: dict[str, str] = {
 SAMPLE_CLIP = "clip.mp4"
 #: ``/samples/clip-<W>x<H>-<FPS>fps-<MS>ms.<ext>``: a clip drawn to order, for tests.
 SAMPLE_CLIP_PATTERN = re.compile(r"clip-(\d{1,4})x(\d{1,4})-(\d{1,3})fps-(\d{1,6})ms\.(mp4|mov|mkv|avi)\Z")
+#: The most work the sandbox does for one video, in megapixels times frames (a 1080p clip of 3 s at
+#: 24 fps is 149): a larger job is charged, then ends in ERROR without being scaled, as a photo over
+#: ``max_work_megapixels`` does.
+MAX_WORK_MEGAPIXEL_FRAMES = 400.0
 MAX_SAMPLE_SIDE = 640
 MAX_SAMPLE_FRAMES = 1200
 
