@@ -8,7 +8,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 STAMP := $(VENV)/.installed$(if $(AIRFLOW_VERSION),-$(AIRFLOW_VERSION))
 PYTEST_ARGS ?=
 
-.PHONY: install test test-system system-deps lint typecheck demo clean chaos bench bench-quick bench-deps
+.PHONY: install test test-system system-deps lint typecheck demo demo-video clean chaos bench bench-quick bench-deps
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ chaos: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+# The same with a video: the sandbox's sample clip upscaled, its first frame before and after.
+demo-video: $(STAMP)
+	$(PY) scripts/demo_video.py
 
 # Benchmarks (bench/): the full run rewrites BENCHMARKS.md; the quick one (CI, under three minutes)
 # only prints its table. Both exit 0 when a target is missed, and fail only if a benchmark breaks.

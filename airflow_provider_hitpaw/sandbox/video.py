@@ -200,7 +200,7 @@ def sample_clip(
         radius = max(2, min(width, height) // 6)
         for index in range(frames):
             img = background.copy()
-            x = round((width + 2 * radius) * index / max(1, frames - 1)) - radius
+            x = radius + round((width - 2 * radius) * index / max(1, frames - 1))  # left to right
             ImageDraw.Draw(img).ellipse(
                 (x - radius, height // 2 - radius, x + radius, height // 2 + radius), fill=(220, 60, 40)
             )
