@@ -291,3 +291,24 @@ def test_the_example_dag_upscales_the_sample_clip(
     assert decoded(copied)[:3] == (320, 240, 36)  # the sample: 160x120, 36 frames at 12 fps
     assert abs(decoded(copied)[3] - 3.0) <= 1 / 12
     assert submissions(sandbox) == 1 and coins_charged(sandbox) == 30
+
+
+def test_a_retry_reconnects_to_the_paid_job_and_reuses_the_upload(sandbox: Any, sandbox_conn: str, tmp_path: Path) -> None:
+    source = clip_file(tmp_path, "c.mp4", width=32, height=24, fps=10, milliseconds=1000)
+    store = FakeTaskStateStore()
+
+    def one_try(try_number: int) -> Any:
+        op = EnhanceVideoOperator(task_id="enhance_video", video_path=str(source), model_name="general_restore_1x",
+                                  resolution=[32, 24], hitpaw_conn_id=sandbox_conn, wait_for_completion=False,
+                                  retries=3)
+        result = op.execute(make_context(store=store, ti=FakeTaskInstance(try_number, 3)))  # type: ignore[arg-type]
+        return op, result
+
+    _, first = one_try(1)
+    op, second = one_try(2)
+    assert second["job_id"] == first["job_id"] and store.values["hitpaw_upload"]["img_path"] == str(source)
+    assert submissions(sandbox) == 1 and coins_charged(sandbox) == 10
+    assert op.video_label == "c.mp4"
+    lineage = op.get_openlineage_facets_on_complete(None)
+    if lineage is not None:  # the OpenLineage provider is optional
+        assert [d.name for d in lineage.inputs] and lineage.inputs[0].name.endswith("c.mp4")
