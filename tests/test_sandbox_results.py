@@ -122,7 +122,8 @@ def test_the_sweep_bounds_disk_use_across_many_jobs() -> None:
             if pause > 0:
                 time.sleep(pause)
         elapsed = time.monotonic() - start
-        one_result = len(requests.get(post(sb, TASK_STATUS_PATH, {"job_id": job_ids[-1]})["res_url"], timeout=TIMEOUT).content)
+        # A video's result is written by the worker pool, after the reply: wait for the last one.
+        one_result = len(requests.get(wait_completed(sb, job_ids[-1])["res_url"], timeout=TIMEOUT).content)
 
         # At most lifetime + a sweep interval (+ slack for a busy machine) worth of jobs at a time.
         bound = (jobs / elapsed) * (lifetime + 0.25 + 0.5)
