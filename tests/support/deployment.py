@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -91,6 +91,7 @@ class Component:
     expected_down: bool = False
     #: a triggerer's job id (``/api/v2/jobs``), known when several triggerers run
     job_id: int | None = None
+    started_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -281,6 +282,9 @@ class Deployment:
         self._retired_logs: list[Path] = []
         self._token: str | None = None
         self._stopped = False
+        #: restarts per component while :meth:`restarting_exited` is on, else None
+        self._restarts: dict[str, int] | None = None
+        self._restart_backoff = 1.0
         self.env = self._environment()
         #: per component: environment on top of :attr:`env` (each its own log server port)
         self.component_env: dict[str, dict[str, str]] = {}
@@ -421,8 +425,22 @@ class Deployment:
         return component
 
     def component_of_triggerer_job(self, job_id: int) -> str | None:
-        """The name of the triggerer process whose (latest) job is ``job_id``."""
-        return next((c.name for c in self.components.values() if c.job_id == job_id), None)
+        """The name of the triggerer process whose (latest) job is ``job_id``.
+
+        A triggerer restarted by :meth:`restarting_exited` learns its new job id here: when it is the
+        only running triggerer without one and ``job_id`` is the only live job no other one has.
+        """
+        found = next((c.name for c in self.components.values() if c.job_id == job_id), None)
+        if found is not None:
+            return found
+        running = [self.components[name] for name in self.triggerer_names if name in self.components]
+        unknown = [c for c in running if c.job_id is None and c.process.poll() is None]
+        known = {c.job_id for c in running}
+        alive = set(self.triggerer_jobs(alive_only=True)) - known
+        if len(unknown) == 1 and alive == {job_id}:
+            unknown[0].job_id = job_id
+            return unknown[0].name
+        return None
 
     def wait_worker_ready(self, name: str, timeout: float = 120.0) -> None:
         """Wait until Celery worker ``name`` (its latest start) consumes tasks."""
@@ -541,10 +559,30 @@ class Deployment:
             time.sleep(interval)
 
     def _check_components(self) -> None:
-        for component in self.components.values():
+        for component in list(self.components.values()):
             code = component.process.poll()
-            if code is not None and not component.expected_down:
+            if code is None or component.expected_down:
+                continue
+            if self._restarts is None:
                 raise self.error(f"airflow {component.name} exited unexpectedly with {code}")
+            if time.monotonic() - component.started_at >= self._restart_backoff:
+                self.start_component(component.name)
+                self._restarts[component.name] = self._restarts.get(component.name, 0) + 1
+
+    @contextlib.contextmanager
+    def restarting_exited(self, backoff: float = 1.0) -> Iterator[dict[str, int]]:
+        """Within the block, act as a process supervisor does (systemd's ``Restart=always``, a
+        Kubernetes pod's ``restartPolicy``): a component that exits is started again, at most once per
+        ``backoff`` s, instead of failing the wait. Airflow's scheduler, triggerer and DAG processor
+        exit when their database goes away and count on that. Yields the restarts per component.
+
+        :param backoff: the least time between two starts of a component.
+        """
+        self._restarts, self._restart_backoff = {}, backoff
+        try:
+            yield self._restarts
+        finally:
+            self._restarts = None
 
     def expect_down(self, name: str, down: bool = True) -> None:
         """Mark a component as stopped on purpose (no error for its exit) or back up."""

@@ -36,13 +36,20 @@ from tests.support.redis_server import RedisServer, find_redis_server
 API_KEY = "system-key"
 COINS = 10_000_000
 SYSTEM_DAGS = Path(__file__).parent / "dags"
+FLEET = "system_hitpaw_fleet"
+DAG_IDS = (
+    "example_hitpaw_enhance_photo",
+    "example_hitpaw_batch",
+    "example_hitpaw_submit_then_sense",
+    "example_hitpaw_enhance_local_photo",
+    FLEET,
+)
 EXAMPLE_DAG_FILES = (
     "example_hitpaw_enhance_photo.py",
     "example_hitpaw_batch.py",
     "example_hitpaw_submit_then_sense.py",
     "example_hitpaw_enhance_local_photo.py",
 )
-FLEET = "system_hitpaw_fleet"
 #: Slots per Celery worker; [core] parallelism covers both workers.
 WORKER_SLOTS = 4
 CELERY_WORKERS = 2
@@ -54,7 +61,7 @@ TAKEOVER_SETTINGS = {
     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
     "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
     # A running task whose heartbeat is older than this is failed by the scheduler (then retried).
-    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
     "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
     "AIRFLOW__CORE__PARALLELISM": str(WORKER_SLOTS * CELERY_WORKERS * 2),
@@ -159,6 +166,9 @@ def celery_stack() -> Iterator[CeleryStack]:
                     triggerers=TRIGGERERS, celery_workers=CELERY_WORKERS, broker_url=redis.url,
                     start_timeout=240,
                 ) as deployment:
+                    deployment.wait_for_dags(DAG_IDS)
+                    for dag_id in DAG_IDS:
+                        deployment.unpause(dag_id)
                     stack = CeleryStack(postgres, redis, sandbox, deployment, scratch)
                     stack.figures["startup_seconds"] = round(deployment.elapsed, 1)
                     yield stack
