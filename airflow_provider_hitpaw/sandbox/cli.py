@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     fadd("--slow-seconds", type=float, default=35.0, help="delay of a slow reply (default 35)")
     fadd("--fail-job", type=float, default=0.0, help="the job ends in ERROR (charged all the same)")
     fadd("--rate-limit-rps", type=float, default=None, help="requests per second allowed on /api/*")
+    fadd("--rate-limit-submissions-only", action="store_true",
+         help="status requests do not count against --rate-limit-rps")
     fadd(
         "--fault-endpoints",
         default=",".join(sorted(FAULT_ENDPOINTS)),
@@ -139,6 +141,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         slow_seconds=args.slow_seconds,
         fail_job=args.fail_job,
         rate_limit_rps=args.rate_limit_rps,
+        rate_limit_status=not args.rate_limit_submissions_only,
         fault_endpoints=frozenset(e.strip() for e in args.fault_endpoints.split(",") if e.strip()),
         seed=args.seed,
     )
@@ -193,6 +196,8 @@ def config_to_argv(config: SandboxConfig) -> list[str]:
     ]
     if f.rate_limit_rps is not None:
         argv += ["--rate-limit-rps", repr(float(f.rate_limit_rps))]
+    if not f.rate_limit_status:
+        argv += ["--rate-limit-submissions-only"]
     if f.seed is not None:
         argv += ["--seed", str(f.seed)]
     if config.public_base_url:

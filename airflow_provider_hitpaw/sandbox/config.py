@@ -56,6 +56,9 @@ class FaultConfig:
         upper-case state such as NSFW, REJECT or CANCEL.
     :param rate_limit_rps: requests per second allowed on ``/api/*`` across all keys (a token bucket
         with a burst of ``max(1, rate_limit_rps)``); None for no limit.
+    :param rate_limit_status: whether status requests count against ``rate_limit_rps`` (True: one
+        limit over the whole API); False limits the other ``/api/*`` requests only (submissions,
+        presigns), e.g. to measure how fast a batch submits under a limit of R submissions a second.
     :param fault_endpoints: the endpoints the probabilities apply to, among ``submit``, ``status``,
         ``result`` and ``upload`` (the PUT of a presigned upload).
     :param seed: seed of the random rolls, for reproducible runs; None for a random one.
@@ -70,6 +73,7 @@ class FaultConfig:
     fail_job: float = 0.0
     fail_job_status: str = "ERROR"
     rate_limit_rps: float | None = None
+    rate_limit_status: bool = True
     fault_endpoints: frozenset[str] = FAULT_ENDPOINTS
     seed: int | None = None
 
@@ -87,6 +91,8 @@ class FaultConfig:
             not _is_number(self.rate_limit_rps) or self.rate_limit_rps <= 0
         ):
             raise ValueError(f"rate_limit_rps must be a positive number or None, got {self.rate_limit_rps!r}")
+        if not isinstance(self.rate_limit_status, bool):
+            raise ValueError(f"rate_limit_status must be true or false, got {self.rate_limit_status!r}")
         unknown = set(self.fault_endpoints) - FAULT_ENDPOINTS
         if unknown:
             raise ValueError(

@@ -203,7 +203,8 @@ class SandboxServer:
         if category is None:
             response = await handler(request)
             return response, str(response.status)
-        if category not in ("result", "upload") and faults.rate_limited():  # the API's limit only
+        limited = category not in ("result", "upload") and (category != "status" or faults.config.rate_limit_status)
+        if limited and faults.rate_limited():  # the API's limit only
             return replies.too_many_requests(self.state.error_shape), "429"
         before = faults.roll_before(category)
         if before is Fault.ERROR_5XX:
