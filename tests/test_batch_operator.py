@@ -191,3 +191,65 @@ def test_failed_jobs_fail_the_task_after_saving_the_rest_and_a_retry_resubmits_o
     result = batch(sandbox_conn, tmp_path, img_urls=urls).execute(context(try_number=2))
     assert result["counts"] == {"enhanced": 8}
     assert submissions(sandbox) == 8 + failed
+
+
+def test_500_photos_through_every_fault_charge_each_at_most_once_and_end_in_the_manifest(
+    sandbox, monkeypatch, tmp_path, request
+) -> None:
+    """5xx, 429, dropped connections before and after processing, failed jobs: then a retry."""
+    import io
+    from collections import Counter
+
+    from PIL import Image
+
+    from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
+    from tests.support.photo_host import PhotoHost
+
+    set_hitpaw_connection(monkeypatch, "hitpaw_faulty", sandbox.base_url, SANDBOX_API_KEY,
+                          read_timeout=3, connect_timeout=2, max_attempts=4, max_retry_seconds=2)
+    sandbox.add_key(SANDBOX_API_KEY, 100_000)
+    sandbox.configure(job_seconds=0.2)
+    sandbox.set_faults(error_5xx=0.01, rate_429=0.01, drop=0.01, drop_after=0.01, fail_job=0.03, seed=12)
+    tiny = io.BytesIO()  # small photos: the sandbox really enhances each one
+    Image.new("RGB", (64, 64), "teal").save(tiny, "JPEG")
+    host = PhotoHost(files={f"/p/{n}.jpg": tiny.getvalue() for n in range(500)}).__enter__()
+    request.addfinalizer(lambda: host.__exit__(None, None, None))
+    urls = [host.url(f"/p/{n}.jpg") for n in range(500)]
+    op = batch("hitpaw_faulty", tmp_path, img_urls=urls, max_in_flight=50, submits_per_second=100,
+               preflight=False, max_failed_items=500)
+    with pytest.raises(HitPawBatchError) as failure:  # the unknown outcomes fail it
+        op.execute(context())
+    first = {row["source"]: row for row in manifest_rows({"manifest": next((tmp_path / "manifests").iterdir())})}
+    assert len(first) == 500
+    counts = failure.value.counts
+    assert counts.get("unknown_outcome", 0) >= 1 and counts.get("failed", 0) >= 1 and counts["enhanced"] >= 400
+    assert set(counts) <= {"enhanced", "failed", "unknown_outcome", "save_failed", "status_failed"}
+    charges = Counter(record["img_url"] for record in sandbox.stats()["submissions"])
+    assert max(charges.values()) == 1
+    for url, row in first.items():
+        if row["outcome"] in ("enhanced", "failed", "save_failed", "status_failed"):
+            assert charges[url] == 1 and row["job_id"], row
+        elif row["outcome"] == "unknown_outcome":
+            assert charges[url] <= 1 and row["job_id"] is None
+        if row["outcome"] == "enhanced":
+            assert (tmp_path / row["output"]).exists()
+
+    # The retry, without faults: failed jobs are submitted again, results not saved are saved,
+    # unknown outcomes are left alone (they may be charged already).
+    sandbox.set_faults(error_5xx=0.0, rate_429=0.0, drop=0.0, drop_after=0.0, fail_job=0.0)
+    with pytest.raises(HitPawBatchError) as retry_failure:
+        batch("hitpaw_faulty", tmp_path, img_urls=urls, max_in_flight=50, submits_per_second=100,
+              preflight=False, max_failed_items=500).execute(context(try_number=2))
+    assert retry_failure.value.counts == {"enhanced": 500 - counts["unknown_outcome"],
+                                          "unknown_outcome": counts["unknown_outcome"]}
+    charges = Counter(record["img_url"] for record in sandbox.stats()["submissions"])
+    for url, row in first.items():
+        expected = {"failed": 2, "unknown_outcome": charges[url]}.get(row["outcome"], 1)
+        assert charges[url] == expected, (row, charges[url])
+    second = manifest_rows({"manifest": next((tmp_path / "manifests").iterdir())})
+    ledger_coins = sum(row["coins"] for row in second)
+    charged_unknown = sum(
+        record["coins"] for record in sandbox.stats()["submissions"]
+        if first[record["img_url"]]["outcome"] == "unknown_outcome"
+    )
+    assert ledger_coins + charged_unknown == charged(sandbox)
