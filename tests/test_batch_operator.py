@@ -253,3 +253,39 @@ def test_500_photos_through_every_fault_charge_each_at_most_once_and_end_in_the_
         if first[record["img_url"]]["outcome"] == "unknown_outcome"
     )
     assert ledger_coins + charged_unknown == charged(sandbox)
+
+
+def test_object_storage_input_and_output_keep_the_ledger_in_segments(sandbox, sandbox_conn) -> None:
+    """``memory://`` stands for any fsspec object store: no append, one object per ledger write."""
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from airflow_provider_hitpaw.batch import ledger as ledger_module
+    from airflow_provider_hitpaw.sandbox.server import SAMPLES_DIR
+
+    attach("memory", fs=MemoryFileSystem())
+
+    inbox = ObjectStoragePath("memory://photos/incoming/")
+    for name in ("a.jpg", "b.jpg", "c.png.txt"):
+        (inbox / name).write_bytes((SAMPLES_DIR / "portrait.jpg").read_bytes())
+    op = EnhancePhotoBatchOperator(task_id="enhance_batch", model_name="face_2x", hitpaw_conn_id=sandbox_conn,
+                                   input_path="memory://photos/incoming/*.jpg", output_path="memory://photos/out/",
+                                   poll_interval=1, submits_per_second=50, deferrable=False)
+    result = op.execute(context())
+    assert result["counts"] == {"enhanced": 2}
+    out = ObjectStoragePath("memory://photos/out/")
+    assert sorted(p.name.split("-")[0] for p in out.iterdir() if p.name.endswith(".jpg")) == ["a", "b"]
+    segments = list((out / ".hitpaw" / "ledger").iterdir())
+    assert len(segments) >= 6  # intent, job and result of each photo: each its own object
+    assert ObjectStoragePath(result["manifest"]).read_text().count("\n") == 2
+
+    # Past MAX_SEGMENTS, a load folds the segments into one snapshot that means the same.
+    state_before = ledger_module.Ledger("memory://photos/out/").load()
+    for _ in range(ledger_module.MAX_SEGMENTS):
+        ledger_module.Ledger("memory://photos/out/").append([{"event": "stop", "run": "x", "try": 1, "reason": "r"}])
+    folded = ledger_module.Ledger("memory://photos/out/").load()
+    assert len(list((out / ".hitpaw" / "ledger").iterdir())) == 1
+    assert folded.items == state_before.items
+    again = op.execute(context("run2"))
+    assert again["counts"] == {"existing": 2} and submissions(sandbox) == 2

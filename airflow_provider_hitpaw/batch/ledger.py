@@ -185,7 +185,7 @@ class _SegmentStore:
     def _segments(self) -> list[Any]:
         try:
             return sorted((p for p in self.folder.iterdir() if p.name.endswith(".jsonl")), key=lambda p: p.name)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing written yet
             return []
 
     def read(self) -> list[dict[str, Any]]:
