@@ -36,6 +36,12 @@ system-deps: $(STAMP)
 test-system: system-deps
 	$(PY) -m pytest -m system tests/system $(PYTEST_ARGS)
 
+# The sdist and the wheel: built, checked with twine, installed in a fresh venv and used there (the
+# provider imported, the sandbox started from the wheel): a file missing from the wheel fails here.
+check-package: $(STAMP)
+	@$(PY) -c "import build, twine" 2>/dev/null || $(PY) -m pip install $(PIP_FLAGS) build twine
+	$(PY) scripts/check_package.py
+
 # At least 200 HitPaw tasks against a faulty sandbox; prints the reliability table (see RELIABILITY.md).
 CHAOS_ARGS ?=
 chaos: $(STAMP)
@@ -60,4 +66,4 @@ bench-quick: bench-deps
 	$(PY) -m bench.run --quick
 
 clean:
-	rm -rf demo-output .airflow-demo .pytest_cache .ruff_cache .mypy_cache
+	rm -rf demo-output .airflow-demo .pytest_cache .ruff_cache .mypy_cache test-artifacts
