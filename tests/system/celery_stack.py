@@ -17,6 +17,7 @@ except under CI (``CI`` set), where they fail.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -37,12 +38,16 @@ API_KEY = "system-key"
 COINS = 10_000_000
 SYSTEM_DAGS = Path(__file__).parent / "dags"
 FLEET = "system_hitpaw_fleet"
+#: Scenario 5's DAG (``dags/system_hitpaw_batch.py``), deployed when ``EnhancePhotoBatchOperator`` exists.
+BATCH_DAG = "system_hitpaw_batch"
+HAS_BATCH_OPERATOR = importlib.util.find_spec("airflow_provider_hitpaw.operators.batch") is not None
 DAG_IDS = (
     "example_hitpaw_enhance_photo",
     "example_hitpaw_batch",
     "example_hitpaw_submit_then_sense",
     "example_hitpaw_enhance_local_photo",
     FLEET,
+    *((BATCH_DAG,) if HAS_BATCH_OPERATOR else ()),
 )
 EXAMPLE_DAG_FILES = (
     "example_hitpaw_enhance_photo.py",
@@ -160,7 +165,10 @@ def celery_stack() -> Iterator[CeleryStack]:
                     "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
                     **TAKEOVER_SETTINGS,
                 }
-                dag_files = [*(EXAMPLE_DAGS / name for name in EXAMPLE_DAG_FILES), *sorted(SYSTEM_DAGS.glob("*.py"))]
+                dag_files = [
+                    *(EXAMPLE_DAGS / name for name in EXAMPLE_DAG_FILES),
+                    *(path for path in sorted(SYSTEM_DAGS.glob("*.py")) if path.stem in DAG_IDS),
+                ]
                 with Deployment(
                     dag_files=dag_files, env=env, parallelism=WORKER_SLOTS, deadline_seconds=STACK_DEADLINE,
                     triggerers=TRIGGERERS, celery_workers=CELERY_WORKERS, broker_url=redis.url,
