@@ -167,8 +167,7 @@ class RangedReader(io.RawIOBase):
         if self._whole is not None:
             start, block = 0, self._whole
         else:
-            start = self._position - self._position % BLOCK_BYTES
-            block = self._blocks.get(start) or self._fetch(start)
+            start, block = self._block_at(self._position)
         offset = self._position - start
         count = min(len(view), len(block) - offset)
         if count <= 0:
@@ -177,8 +176,16 @@ class RangedReader(io.RawIOBase):
         self._position += count
         return count
 
+    def _block_at(self, position: int) -> tuple[int, bytes]:
+        """A block read earlier that holds ``position``, else a new one starting there. A host may answer
+        a shorter range than asked for: blocks are kept by where they start and what they hold."""
+        for start, block in self._blocks.items():
+            if start <= position < start + len(block):
+                return start, block
+        return position, self._fetch(position)
+
     def _fetch(self, start: int) -> bytes:
-        """The block starting at ``start`` (a multiple of :data:`BLOCK_BYTES`)."""
+        """Up to :data:`BLOCK_BYTES` from ``start`` on."""
         if self.requests_made >= MAX_REQUESTS or self.bytes_read >= MAX_READ_BYTES:
             raise PreflightSkipped(
                 f"the header was not found within {self.requests_made} ranges and {self.bytes_read} bytes"
@@ -202,6 +209,8 @@ class RangedReader(io.RawIOBase):
                 raise PreflightSkipped("the video's host answered a range it was not asked for")
             self.size = int(match.group(3))
             data = self._read_body(response, min(end, self.size - 1) - start + 1)
+        if not data:
+            raise PreflightSkipped("the video's host answered an empty range")
         self.bytes_read += len(data)
         self._blocks[start] = data
         return data

@@ -33,6 +33,7 @@ from airflow_provider_hitpaw.sandbox.video import sample_clip
 from airflow_provider_hitpaw.video_preflight import check_video_before_paying, url_video_header
 from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
 from tests.support.operator_support import FakeTaskInstance, FakeTaskStateStore, make_context
+from tests.support.photo_host import PhotoHost
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05, jitter=0)
 
@@ -261,13 +262,26 @@ def test_the_async_hook_submits_a_video(sandbox: Any, sandbox_conn: str) -> None
     assert sandbox.stats()["submissions"][0]["coins"] == 31
 
 
-def test_a_video_header_is_read_in_ranges_without_the_key(sandbox: Any, hook: Any, tmp_path: Path) -> None:
+def test_a_video_header_is_read_from_an_upload_and_a_non_video_is_skipped(sandbox: Any, hook: Any, tmp_path: Path) -> None:
     source = clip_file(tmp_path, "c.mp4", width=64, height=48, fps=24, milliseconds=1000)
     uploaded = hook.upload_file(source)  # served from disk, with ranges
     header = url_video_header(hook, uploaded.access_url)
     assert header is not None and (header.width, header.height, header.fps, header.duration) == (64, 48, 24.0, 1.0)
     assert url_video_header(hook, sandbox.url("/samples/portrait.jpg")) is None  # skipped, logged
     assert url_video_header(hook, sandbox.url("/samples/none.mp4")) is None
+
+
+def test_a_header_at_the_end_is_read_through_short_ranges_and_never_with_the_key(hook: Any) -> None:
+    clip = sample_clip()  # an MP4 whose index (moov) follows the frames
+    assert clip.rfind(b"moov") > clip.find(b"mdat")
+    with PhotoHost(files={"/v.mp4": clip}, max_range_bytes=2048) as host:
+        header = url_video_header(hook, host.url("/v.mp4"))
+    assert header is not None and (header.width, header.height, header.fps, header.duration) == (160, 120, 12.0, 3.0)
+    assert len(host.seen) > 1 and all(s.headers.get("Range", "").startswith("bytes=") for s in host.seen)
+    assert not any(name.lower() == "apikey" for s in host.seen for name in s.headers)
+    with PhotoHost(files={"/v.mp4": clip}, ranges=False) as host:  # a host without ranges: read whole
+        assert url_video_header(hook, host.url("/v.mp4")) == header
+    assert len(host.seen) == 1
 
 
 @pytest.mark.dagtest
