@@ -207,6 +207,9 @@ PHOTO_MODELS: tuple[ModelSpec, ...] = (
     _photo("generative_enhance_fast_model_4x", "Generative Enhance Fast Model 4x", _G, 4),
 )
 
+# video-enhancement.md, "Available Models" and "Model Specifications". Its request examples send
+# ``video_enhance_v2``, a name its model table does not list (as the seed's photo examples send
+# ``enhanced_v1``): not in the catalog, it goes through only with ``allow_unknown_model=True``.
 VIDEO_MODELS: tuple[ModelSpec, ...] = (
     _video("face_soft_2x", "Face Soft Model 2x", 2),
     _video("portrait_restore_1x", "Portrait Restore Model 1x", 1),
