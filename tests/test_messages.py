@@ -67,3 +67,22 @@ def test_details_the_message_lacks_are_added(message, expected):
     code = None if "j1 ended" in message else 110400003
     status = "NSFW" if "NSFW" in message else "ERROR"
     assert str(HitPawJobFailedError(message, job_id="j1", job_status=status, code=code)) == expected
+
+
+def test_the_docs_name_every_key_left_none_without_waiting(sandbox, sandbox_conn):
+    """docs/operators.md says which keys of the return value are None with wait_for_completion=False."""
+    import re
+    from pathlib import Path
+
+    operator = EnhancePhotoOperator(
+        task_id="enhance", img_url=sandbox.url("/samples/portrait.jpg"), model_name="face_2x",
+        hitpaw_conn_id=sandbox_conn, wait_for_completion=False,
+    )
+    result = operator.execute(make_context(store=FakeTaskStateStore()))
+    left_none = {key for key, value in result.items() if value is None}
+    docs = " ".join((Path(__file__).parents[1] / "docs" / "operators.md").read_text().split())
+    sentence = re.search(r"`wait_for_completion=False`: the same keys, (.*?) being `None`", docs)
+    assert sentence, "docs/operators.md no longer says which keys are None"
+    assert set(re.findall(r"`(\w+)`", sentence.group(1))) == left_none == {
+        "status", "res_url", "original_url", "output_path",
+    }
