@@ -197,11 +197,14 @@ def test_the_operator_refuses_literal_arguments_at_parse_time() -> None:
     assert op.poll_interval == 10 and op.timeout == 6 * 3600 and "resolution" in op.template_fields
 
 
-def run_operator(conn_id: str, tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
+def run_operator(conn_id: str, tmp_path: Path, rendered: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run the operator in the worker; ``rendered``: attributes as Jinja would have rendered them."""
     arguments: dict[str, Any] = {"task_id": "enhance_video", "model_name": "general_restore_2x", "resolution": [128, 96],
                  "hitpaw_conn_id": conn_id, "poll_interval": 1, "timeout": 60,
                  "output_path": str(tmp_path / "out") + "/", **kwargs}
     op = EnhanceVideoOperator(**arguments)
+    for key, value in (rendered or {}).items():
+        setattr(op, key, value)
     return op.execute(make_context(store=FakeTaskStateStore(), ti=FakeTaskInstance(1, 0)))  # type: ignore[arg-type]
 
 
@@ -240,7 +243,9 @@ def test_a_private_video_is_uploaded_enhanced_and_downloaded_in_the_worker(
     sandbox: Any, sandbox_conn: str, tmp_path: Path
 ) -> None:
     source = clip_file(tmp_path, "holiday.mov", width=64, height=48, fps=24, milliseconds=1000, extension="mov")
-    result = run_operator(sandbox_conn, tmp_path, video_path=str(source), extension=".mkv", max_coins=10)
+    result = run_operator(sandbox_conn, tmp_path, video_path=str(source), extension=".mkv", max_coins=10,
+                          original_resolution="{{ params.original }}",
+                          rendered={"original_resolution": "None"})  # how Jinja renders a missing value
     assert result["status"] == "COMPLETED" and result["consume_coins"] == 10  # 1 s at HD, <= 30 fps
     output = Path(result["output_path"])
     assert output.name == f"holiday-{result['job_id']}.mkv"

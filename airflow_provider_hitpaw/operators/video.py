@@ -216,12 +216,15 @@ class EnhanceVideoOperator(HitPawJobOperator):
         """The rendered arguments, checked in full; raises before any request is sent."""
         if self.output_path:
             check_destination(self.output_path)  # a result paid for and then not kept is money lost
+        original = self.original_resolution
+        if isinstance(original, str) and original.strip() in ("", "None", "null"):
+            original = None  # what a template renders for a missing value
         return build_video_payload(
             str(self.video_url),
             self.model_name,
             self.resolution,
             self.extension,
-            self.original_resolution or None,
+            original or None,
             allow_unknown_model=self.allow_unknown_model,
         )
 
