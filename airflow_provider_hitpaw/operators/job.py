@@ -93,7 +93,8 @@ def check_poll_interval(value: object, name: str) -> float:
     if value < MIN_POLL_INTERVAL_SECONDS:
         raise HitPawValidationError(
             f"{name} must be at least {MIN_POLL_INTERVAL_SECONDS:g} s, got {value!r}: HitPaw advises "
-            "polling every 2 to 5 s for photos, and each poll is a request against its rate limit"
+            "polling every 2 to 5 s for photos and 5 to 10 s for videos, and each poll is a request against its "
+            "rate limit"
         )
     return float(value)
 
