@@ -289,3 +289,48 @@ def test_object_storage_input_and_output_keep_the_ledger_in_segments(sandbox, sa
     assert folded.items == state_before.items
     again = op.execute(context("run2"))
     assert again["counts"] == {"existing": 2} and submissions(sandbox) == 2
+
+
+def test_a_rate_limit_slows_the_batch_down_and_fails_no_photo(sandbox, monkeypatch, tmp_path) -> None:
+    from tests.support.connections import SANDBOX_API_KEY, set_hitpaw_connection
+
+    set_hitpaw_connection(monkeypatch, "hitpaw_limited", sandbox.base_url, SANDBOX_API_KEY, max_attempts=2,
+                          max_retry_seconds=1)
+    sandbox.set_faults(rate_limit_rps=5)
+    result = batch("hitpaw_limited", tmp_path, img_urls=photo_urls(sandbox, 8), submits_per_second=50,
+                   preflight=False).execute(context())
+    assert result["counts"] == {"enhanced": 8}
+    assert sandbox.stats()["requests_by_status"].get("429", 0) >= 1
+    assert submissions(sandbox) == 8
+
+
+def test_a_job_past_its_timeout_fails_the_task_and_the_retry_waits_for_it_without_paying(
+    sandbox, sandbox_conn, tmp_path
+) -> None:
+    sandbox.configure(job_seconds=4)
+    urls = photo_urls(sandbox, 2)
+    with pytest.raises(HitPawBatchError, match="timed_out") as failure:
+        batch(sandbox_conn, tmp_path, img_urls=urls, timeout=1).execute(context())
+    assert failure.value.counts == {"timed_out": 2}
+    result = batch(sandbox_conn, tmp_path, img_urls=urls, timeout=30).execute(context(try_number=2))
+    assert result["counts"] == {"enhanced": 2}
+    assert submissions(sandbox) == 2
+
+
+def test_failures_within_max_failed_fraction_let_the_task_succeed(sandbox, sandbox_conn, tmp_path) -> None:
+    urls = [*photo_urls(sandbox, 4), "https://photos.example/a-document.pdf"]  # refused before paying
+    with pytest.raises(HitPawBatchError, match="max_failed_fraction"):
+        batch(sandbox_conn, tmp_path / "strict", img_urls=urls, max_failed_items=5,
+              max_failed_fraction=0.1).execute(context())
+    result = batch(sandbox_conn, tmp_path / "lenient", img_urls=urls, max_failed_items=1,
+                   max_failed_fraction=0.2).execute(context())
+    assert result["counts"] == {"enhanced": 4, "refused": 1}
+    assert submissions(sandbox) == 8
+
+
+def test_arguments_are_checked_when_the_dag_is_parsed(tmp_path) -> None:
+    for bad in ({"max_in_flight": 0}, {"submits_per_second": 0}, {"on_unknown_outcome": "resubmit"},
+                {"on_unknown_outcome": "maybe"}, {"max_failed_fraction": 2}, {"model_name": "face_2y"},
+                {"poll_interval": 0.1}):
+        with pytest.raises(HitPawValidationError):
+            batch("hitpaw_default", tmp_path, img_urls=[], **bad)

@@ -6,7 +6,8 @@ retries, crashes, clears and later runs, on every Airflow version: an intent is 
 submission is sent, the job id and its coins right after the reply. So:
 
 - an item with a job id is polled, never submitted again;
-- an item with an intent and no job id is an *unknown outcome* (the request may have created a job);
+- an item with an intent and no job id is an *unknown outcome* (the request may have created a job),
+  unless the intent was withdrawn (``not_sent``: the request certainly created nothing);
 - an item whose result was saved is skipped by later runs with the same settings.
 
 Each line is one JSON record with ``item`` (the item's key) and ``event``; reading folds them, in
@@ -34,8 +35,11 @@ UNKNOWN = "unknown"
 #: The job could not be followed to its end in this attempt (timed out, result not saved, status
 #: requests failing): a later attempt polls it again.
 STALLED = "stalled"
+#: The announced submission was certainly not created (a 429, a refused connection): the intent is
+#: withdrawn and the item waits for a submission again.
+NOT_SENT = "not_sent"
 STOP = "stop"
-_ITEM_EVENTS = frozenset({INTENT, SUBMITTED, DONE, FAILED, REFUSED, UNKNOWN, STALLED})
+_ITEM_EVENTS = frozenset({INTENT, SUBMITTED, DONE, FAILED, REFUSED, UNKNOWN, STALLED, NOT_SENT})
 #: Object-storage segments read before they are folded into one (a snapshot) on the next load.
 MAX_SEGMENTS = 64
 
@@ -67,7 +71,7 @@ class LedgerState:
                 coins_by_run[run] = max(coins_by_run.get(run, 0), int(coins))
             self.items[key] = {**{k: v for k, v in record.items() if k != "snapshot"}, "coins_by_run": coins_by_run}
             return
-        if event == INTENT:  # a new submission: the previous job's details no longer describe the item
+        if event in (INTENT, NOT_SENT):  # the previous job's details no longer describe the item
             merged = {k: v for k, v in record.items() if k != "coins_by_run"}
         else:
             merged = {**old, **{k: v for k, v in record.items() if k != "coins_by_run"}}

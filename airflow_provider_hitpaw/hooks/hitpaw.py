@@ -571,6 +571,7 @@ class HitPawAsyncHook(_HitPawConnectionHook):
         super().__init__(hitpaw_conn_id, retry_policy=retry_policy)
         self._settings: HitPawSettings | None = None
         self._read: HitPawSettings | None = None
+        self._preset: HitPawSettings | None = None
 
     async def get_settings(self, *, fresh: bool = False) -> HitPawSettings:
         """The connection's settings, shared by the process's hooks and re-read at least once a minute
@@ -594,7 +595,13 @@ class HitPawAsyncHook(_HitPawConnectionHook):
         return self._settings.connect_timeout + self._settings.read_timeout
 
     async def _read_settings(self) -> HitPawSettings:
+        if self._preset is not None:
+            return self._preset
         return HitPawSettings.from_connection(await self.aget_connection(self.hitpaw_conn_id))
+
+    def use_settings(self, settings: HitPawSettings) -> None:
+        """Use settings already read (by a worker's sync hook) instead of an async connection lookup."""
+        self._preset = settings
 
     async def _post(
         self, settings: HitPawSettings, path: str, payload: dict[str, Any], *, fresh: bool = False

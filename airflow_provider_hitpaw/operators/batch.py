@@ -267,7 +267,7 @@ class EnhancePhotoBatchOperator(BaseOperator):
                     method_name="execute_complete",
                     timeout=timedelta(seconds=max(0.0, trigger.deadline - time.time()) + DEFERRAL_GRACE_SECONDS),
                 )
-            run.record_ended(asyncio.run(trigger.wait()))
+            run.record_ended(asyncio.run(trigger.wait(self.hook.settings)))
 
 
 class _Attempt:
@@ -297,7 +297,7 @@ class _Attempt:
 
     def _needs_submission(self, key: str) -> bool:
         entry = self.state.items.get(key)
-        if entry is None:
+        if entry is None or entry.get("event") == records.NOT_SENT:
             return True
         event = entry.get("event")
         if event == records.DONE:
@@ -473,7 +473,8 @@ class _Attempt:
             self._write({"event": records.STOP, "reason": "the API key was refused"})
             return "stop"
         except HitPawError as err:
-            if err.retryable:  # nothing was sent (a 429, a refused connection): a free try later
+            if err.retryable:  # nothing was created (a 429, a refused connection): a free try later
+                self._write({**base, "event": records.NOT_SENT, **_error_fields(err)})
                 self.log.warning("Submission of %s not accepted (%s): trying again later", item.source[:200], err)
                 self.pacer.slow_down(err.retry_after if isinstance(err, HitPawRateLimitError) else None)
                 return "retry_later"

@@ -21,6 +21,7 @@ from airflow_provider_hitpaw.events import (
 from airflow_provider_hitpaw.triggers.hitpaw import _SINGLE_ATTEMPT, MAX_ERROR_BACKOFF_SECONDS
 
 if TYPE_CHECKING:
+    from airflow_provider_hitpaw.connection import HitPawSettings
     from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook
 
 
@@ -84,9 +85,14 @@ class HitPawJobsTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield TriggerEvent(await self.wait())  # type: ignore[no-untyped-call,unused-ignore]
 
-    async def wait(self) -> dict[str, Any]:
-        """The wait itself: also what the batch operator runs in the worker when not deferrable."""
+    async def wait(self, settings: HitPawSettings | None = None) -> dict[str, Any]:
+        """The wait itself: also what the batch operator runs in the worker when not deferrable.
+
+        :param settings: the connection as a worker's sync hook read it (no async lookup then).
+        """
         hook = self._hook()
+        if settings is not None:
+            hook.use_settings(settings)
         gate = asyncio.Semaphore(self.max_concurrency)
         pending = list(dict.fromkeys(self.job_ids))
         ended: list[dict[str, Any]] = []
