@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    bench_batch,
     bench_download,
     bench_hook,
     bench_parse,
@@ -26,7 +27,7 @@ from bench import (
 )
 from bench.common import BenchResult, machine_info, start_sandbox, table_lines
 
-NAMES = ("triggers", "hook", "download", "upload", "ratelimit", "parse", "worker_slots")
+NAMES = ("triggers", "hook", "download", "upload", "ratelimit", "parse", "worker_slots", "batch")
 ANALYSIS_START = "<!-- analysis: kept by bench/run.py when it rewrites this file -->"
 ANALYSIS_END = "<!-- end analysis -->"
 
@@ -49,13 +50,15 @@ def run_one(name: str, size: str, sandbox: Any) -> BenchResult:
         return bench_parse.run(**pick(bench_parse))
     if name == "worker_slots":
         return worker_slots.run(**pick(worker_slots))
+    if name == "batch":
+        return bench_batch.run(**pick(bench_batch))
     raise ValueError(name)
 
 
 def run_all(names: list[str], size: str) -> tuple[list[BenchResult], list[str]]:
     results: list[BenchResult] = []
     broken: list[str] = []
-    sandbox = start_sandbox() if set(names) - {"parse", "worker_slots"} else None
+    sandbox = start_sandbox() if set(names) - {"parse", "worker_slots", "batch"} else None
     try:
         for name in names:
             print(f"== {name} ({size})", flush=True)
