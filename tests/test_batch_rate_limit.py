@@ -57,12 +57,6 @@ def test_the_submissions_only_limit_reaches_a_sandbox_process() -> None:
     assert faults["rate_limit_status"] is False and faults["rate_limit_rps"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HitPawJobsTrigger polls every pending job at once each round and counts each 429 as one of the "
-    "job's max_consecutive_errors: under a rate limit lower than the jobs in flight, most jobs end with "
-    "'error' (status_failed) instead of the poll slowing down",
-)
 def test_jobs_trigger_under_a_whole_api_rate_limit_slows_down_and_ends_every_job(monkeypatch: Any) -> None:
     from airflow_provider_hitpaw.sandbox import start_sandbox
     from airflow_provider_hitpaw.sandbox.config import FaultConfig

@@ -30,9 +30,10 @@ class HitPawJobsTrigger(BaseTrigger):
 
     It yields one event (see :func:`airflow_provider_hitpaw.events.jobs_event`) listing the jobs that
     ended: completed, failed, or whose status requests failed for good (a non-retryable error, or
-    ``max_consecutive_errors`` transient ones in a row). Jobs still running are left out: the task
-    polls them again. Polls run at most ``max_concurrency`` at a time over the shared session; a 429
-    pauses every poll (``Retry-After`` honoured).
+    ``max_consecutive_errors`` transient ones in a row; a 429 is none of them). Jobs still running are
+    left out: the task polls them again. Polls run at most ``max_concurrency`` at a time over the
+    shared session; a 429 ends the round's polls and pauses the next round (doubling while 429s go
+    on, ``Retry-After`` honoured).
 
     :param job_ids: the jobs to wait for.
     :param deadline: epoch seconds; the event comes then at the latest, with ``timed_out`` true.
@@ -62,6 +63,9 @@ class HitPawJobsTrigger(BaseTrigger):
         self.poll_interval = poll_interval if poll_interval >= MIN_POLL_INTERVAL_SECONDS else MIN_POLL_INTERVAL_SECONDS
         self.max_concurrency = max(1, int(max_concurrency))
         self.max_consecutive_errors = int(max_consecutive_errors)
+        # Set by the first 429 of a round: the round's other polls are not sent.
+        self._throttled_at: float | None = None
+        self._throttle_error: BaseException = HitPawRateLimitError("rate limited")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -97,15 +101,19 @@ class HitPawJobsTrigger(BaseTrigger):
         pending = list(dict.fromkeys(self.job_ids))
         ended: list[dict[str, Any]] = []
         errors_in_a_row: dict[str, int] = {}
+        throttled_rounds = 0
         while pending:
             if time.time() >= self.deadline:
                 return jobs_event(ended, timed_out=True)
-            polls = [self._poll(hook, gate, job_id) for job_id in pending]
-            outcomes = await asyncio.gather(*polls)
-            still_pending = []
+            self._throttled_at = None
+            outcomes = await asyncio.gather(*(self._poll(hook, gate, job_id) for job_id in pending))
+            still_pending: list[str] = []
+            not_asked: list[str] = []
+            answered = 0
             pause = self.poll_interval
             for job_id, outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, TaskStatus):
+                    answered += 1
                     errors_in_a_row.pop(job_id, None)
                     if outcome.is_success:
                         ended.append(success_event(outcome))
@@ -113,8 +121,10 @@ class HitPawJobsTrigger(BaseTrigger):
                         ended.append(job_failed_event(outcome))
                     else:
                         still_pending.append(job_id)
-                elif outcome is None:  # the deadline cut the request
-                    still_pending.append(job_id)
+                elif outcome is None or isinstance(outcome, HitPawRateLimitError):
+                    # Not asked (the deadline, or a 429 earlier in the round), or asked to slow down:
+                    # the API's limit, not this job's error. Asked first in the next round.
+                    not_asked.append(job_id)
                 elif not getattr(outcome, "retryable", False):
                     ended.append(request_error_event(job_id, outcome))
                 else:
@@ -124,7 +134,15 @@ class HitPawJobsTrigger(BaseTrigger):
                         continue
                     still_pending.append(job_id)
                     pause = max(pause, self._error_pause(count, outcome))
-            pending = still_pending
+            if self._throttled_at is not None:
+                # Back off further only while whole rounds are refused; a round that got answers
+                # just waits as asked.
+                throttled_rounds = 1 if answered else throttled_rounds + 1
+                pause = max(pause, self._error_pause(throttled_rounds, self._throttle_error))
+                self.log.info("HitPaw asked to slow down (429): next round of polls in %.1f s", pause)
+            else:
+                throttled_rounds = 0
+            pending = not_asked + still_pending
             if not pending or len(ended) >= self.fire_after:
                 break
             await asyncio.sleep(max(0.0, min(pause, self.deadline - time.time())))
@@ -134,13 +152,16 @@ class HitPawJobsTrigger(BaseTrigger):
     async def _poll(self, hook: HitPawAsyncHook, gate: asyncio.Semaphore, job_id: str) -> TaskStatus | BaseException | None:
         async with gate:
             remaining = self.deadline - time.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._throttled_at is not None:  # past the deadline, or told to slow down
                 return None
             try:
                 async with asyncio.timeout(remaining):
                     return await hook.get_task_status(job_id)
             except TimeoutError:
                 return None
+            except HitPawRateLimitError as err:
+                self._throttled_at, self._throttle_error = time.monotonic(), err
+                return err
             except HitPawError as err:
                 return err
             except Exception as err:  # a bug must still end this job's wait with an event, not a hang
@@ -148,6 +169,7 @@ class HitPawJobsTrigger(BaseTrigger):
                 return err
 
     def _error_pause(self, errors_in_a_row: int, err: BaseException) -> float:
+        """Doubling from the poll interval, at most a minute, never shorter than a 429's Retry-After."""
         pause = min(MAX_ERROR_BACKOFF_SECONDS, self.poll_interval * 2.0 ** (errors_in_a_row - 1))
         if isinstance(err, HitPawRateLimitError) and err.retry_after is not None:
             pause = max(pause, float(err.retry_after))
