@@ -11,8 +11,8 @@ INTEGRATION = "HitPaw"
 #: Shown on the Providers page. The page links the package name to the ``Documentation`` URL of the
 #: package's metadata (``[project.urls]`` in pyproject.toml), which Airflow reads itself.
 DESCRIPTION = (
-    "HitPaw photo enhancement API: a hook, a deferrable operator and sensor, and a local HitPaw sandbox "
-    "for tests."
+    "HitPaw photo and video enhancement API: a hook, deferrable operators for a photo, a video or a "
+    "batch of photos, a sensor, and a local HitPaw sandbox for tests."
 )
 
 
@@ -39,7 +39,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_provider_hitpaw.operators.hitpaw", "airflow_provider_hitpaw.operators.video"],
+                "python-modules": [
+                    "airflow_provider_hitpaw.operators.hitpaw",
+                    "airflow_provider_hitpaw.operators.batch",
+                    "airflow_provider_hitpaw.operators.video",
+                ],
             }
         ],
         "sensors": [
@@ -51,7 +55,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_provider_hitpaw.triggers.hitpaw"],
+                "python-modules": ["airflow_provider_hitpaw.triggers.hitpaw", "airflow_provider_hitpaw.triggers.jobs"],
             }
         ],
         "extra-links": ["airflow_provider_hitpaw.links.hitpaw.HitPawResultLink"],
