@@ -87,6 +87,16 @@ class AirflowUi:
         dialog.get_by_role("button", name="Save").click()
         dialog.wait_for(state="hidden")
 
+    def edit_connection(self, conn_id: str, fields: dict[str, str]) -> None:
+        """Open a connection's Edit dialog from its row, fill ``{input name: value}`` and save."""
+        self.open("/connections")
+        self.page.mouse.move(0, 0)
+        self.page.locator("tbody tr", has_text=conn_id).get_by_role("button", name="Edit Connection").click()
+        dialog = self.page.locator("[role=dialog][data-scope=dialog][data-state=open]")
+        for name, value in fields.items():
+            dialog.locator(f"input[name={name}]").fill(value)
+        self.save(dialog)
+
     def test_connection(self, conn_id: str) -> tuple[str, str]:
         """Click the Test button of a connection's row; ``(title, message)`` of the toast it shows."""
         self.open("/connections")
@@ -118,9 +128,10 @@ class AirflowUi:
     def task_url(self, dag_id: str, run_id: str, task_id: str) -> str:
         return f"/dags/{dag_id}/runs/{run_id}/tasks/{task_id}"
 
-    def wait_for_state(self, path: str, state: str, timeout: float, refresh_every: float = 2.0,
+    def wait_for_state(self, path: str, state: str, timeout: float, refresh_every: float = 10.0,
                        on_poll: Callable[[], None] | None = None) -> float:
-        """Reload a task instance's page until its badge reads ``state``; seconds it took."""
+        """Watch a task instance's page until its badge reads ``state``; seconds it took. The page
+        refreshes itself while the run is active; it is reloaded every ``refresh_every`` s too."""
         started = time.monotonic()
         deadline = started + timeout
         badge = self.page.get_by_text(state, exact=True)
