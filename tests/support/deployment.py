@@ -424,6 +424,26 @@ class Deployment:
         component.job_id = found.pop()
         return component
 
+    def restore_components(self) -> list[str]:
+        """Start again every component that is not running (killed on purpose or not); their names.
+
+        Triggerers learn their new job id, Celery workers are waited for until they consume tasks.
+        """
+        restored = []
+        for name in self.component_names:
+            component = self.components.get(name)
+            if component is not None and component.process.poll() is None:
+                continue
+            if name in self.triggerer_names and len(self.triggerer_names) > 1:
+                self.start_triggerer(name)
+            else:
+                self.start_component(name)
+            if name in self.worker_names:
+                self.wait_worker_ready(name)
+            self.components[name].expected_down = False
+            restored.append(name)
+        return restored
+
     def component_of_triggerer_job(self, job_id: int) -> str | None:
         """The name of the triggerer process whose (latest) job is ``job_id``.
 
