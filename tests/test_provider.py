@@ -157,3 +157,24 @@ def test_the_form_is_declared_once_for_both_airflow_lines():
         f.key: info["conn-fields"][f.key]["schema"]["default"] for f in EXTRA_FIELDS
     }
     assert info["ui-field-behaviour"]["relabeling"] == old_form["relabeling"]
+
+
+def test_the_providers_page_shows_a_plain_description_and_links_to_the_projects_docs():
+    """What Airflow's Providers page shows: the description after Airflow drops RST characters, and the
+    link it takes from the package's ``Documentation`` URL (not a page under airflow.apache.org)."""
+    from importlib.metadata import metadata
+
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_provider_hitpaw.get_provider_info import DESCRIPTION
+
+    provider = ProvidersManager().providers["airflow-provider-hitpaw"]
+    urls = dict(entry.split(", ", 1) for entry in metadata("airflow-provider-hitpaw").get_all("Project-URL") or [])
+    assert {"Documentation", "Source", "Changelog"} <= set(urls)
+    # Airflow 3.1 keeps the space after the comma (a browser drops it from a link) and splits each entry
+    # at every comma: a URL holding one would break the provider's discovery there.
+    assert provider.data["documentation-url"].strip() == urls["Documentation"]
+    assert not any("," in url for url in urls.values())
+    assert "airflow.apache.org" not in urls["Documentation"]
+    assert not set("`_<>") & set(DESCRIPTION)  # Airflow would drop them: shown as written
+    assert provider.data["description"] == DESCRIPTION
