@@ -427,14 +427,22 @@ class Deployment:
     def restore_components(self) -> list[str]:
         """Start again every component that is not running (killed on purpose or not); their names.
 
-        Triggerers learn their new job id, Celery workers are waited for until they consume tasks.
+        Triggerers learn their new job id, Celery workers are waited for until they consume tasks. With
+        several triggerers, one whose job id is not known (started again by :meth:`restarting_exited`
+        at the same time as another) is restarted too, on its own, to learn it.
         """
         restored = []
+        several_triggerers = len(self.triggerer_names) > 1
         for name in self.component_names:
             component = self.components.get(name)
-            if component is not None and component.process.poll() is None:
+            unknown_job = several_triggerers and name in self.triggerer_names and component is not None \
+                and component.job_id is None
+            if unknown_job and component is not None and component.process.poll() is None:
+                self.expect_down(name)
+                self.stop_component(name)
+            elif component is not None and component.process.poll() is None:
                 continue
-            if name in self.triggerer_names and len(self.triggerer_names) > 1:
+            if several_triggerers and name in self.triggerer_names:
                 self.start_triggerer(name)
             else:
                 self.start_component(name)

@@ -60,8 +60,8 @@ SAMPLE = Path(airflow_provider_hitpaw.sandbox.__file__).parent / "samples" / "po
 def whole_deployment(celery_stack: CeleryStack) -> Iterator[None]:  # noqa: F811
     """Each scenario starts with every component running: what one killed is started again after it,
     also when it failed."""
-    restored = celery_stack.deployment.restore_components()
-    assert not restored, f"components found down before the scenario: {restored}"
+    down = [c.name for c in celery_stack.deployment.components.values() if c.process.poll() is not None]
+    assert not down, f"components found down before the scenario: {down}"
     yield
     celery_stack.deployment.restore_components()
 
