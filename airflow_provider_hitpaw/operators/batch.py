@@ -15,12 +15,13 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_hitpaw.batch import ledger as records
 from airflow_provider_hitpaw.batch import manifest as outcomes
-from airflow_provider_hitpaw.batch.folders import check_output_folder, folder_destination, local_folder
+from airflow_provider_hitpaw.batch.folders import folder_destination, local_folder
 from airflow_provider_hitpaw.batch.items import BatchItem, path_items, url_items
 from airflow_provider_hitpaw.batch.ledger import Ledger, LedgerState
 from airflow_provider_hitpaw.batch.manifest import count_outcomes, write_manifest
 from airflow_provider_hitpaw.batch.pacing import Pacer
 from airflow_provider_hitpaw.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_hitpaw.downloads import check_writable_destination
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
     HitPawBatchError,
@@ -245,7 +246,8 @@ class EnhancePhotoBatchOperator(BaseOperator):
     # --- execution ------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        check_output_folder(self.output_path)  # before anything is paid for
+        # Before anything is paid for; the ledger's first write (an intent) then precedes the first POST.
+        check_writable_destination(folder_destination(self.output_path))
         return self._advance(context, None)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
