@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.deployment import EXAMPLE_DAGS, Deployment
+from tests.support.deployment import EXAMPLE_DAGS, PROJECT, Deployment
 from tests.support.postgres import PostgresCluster, find_bin_dir
 from tests.support.redis_server import RedisServer, find_redis_server
 
@@ -146,6 +146,19 @@ def assert_results_in_folder(folder: Path, job_ids: list[str]) -> None:
     assert len(names) == len(job_ids), f"{len(names)} files for {len(job_ids)} jobs in {folder}"
 
 
+def write_figures(figures: dict[str, Any]) -> Path:
+    """Print the scenarios' figures and keep them in ``test-artifacts/system/`` (``HITPAW_SYSTEM_ARTIFACTS``
+    moves it), one file per Airflow version, for RELIABILITY.md and CI's artifacts."""
+    from airflow import __version__ as airflow_version
+
+    folder = Path(os.environ.get("HITPAW_SYSTEM_ARTIFACTS") or PROJECT / "test-artifacts" / "system")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"celery-figures-airflow-{airflow_version}.json"
+    path.write_text(json.dumps({"airflow": airflow_version, **figures}, indent=2) + "\n", encoding="utf-8")
+    print(f"\nsystem figures ({path}): {json.dumps(figures)}")
+    return path
+
+
 @pytest.fixture(scope="module")
 def celery_stack() -> Iterator[CeleryStack]:
     """PostgreSQL, Redis, the sandbox and Airflow with CeleryExecutor; shared by a module's scenarios."""
@@ -180,7 +193,7 @@ def celery_stack() -> Iterator[CeleryStack]:
                     stack = CeleryStack(postgres, redis, sandbox, deployment, scratch)
                     stack.figures["startup_seconds"] = round(deployment.elapsed, 1)
                     yield stack
-                    print(f"\nsystem figures: {json.dumps(stack.figures)}")
+                    write_figures(stack.figures)
             finally:
                 sandbox.stop()
     finally:
