@@ -98,14 +98,15 @@ def coins_for_output(table: PriceTable, output_pixels: int) -> int:
     return coins
 
 
-def photo_spec(model_name: str) -> ModelSpec:
-    """The spec of a photo model (or alias), for pricing.
+def priced_spec(model_name: str, *, video: bool = False) -> ModelSpec:
+    """The spec of a photo model (or alias), or with ``video`` of a video model, for pricing.
 
-    :raises UnpricedModelError: for a name the catalog does not list as a photo model.
+    :raises UnpricedModelError: for a name the catalog does not list as such a model.
     """
-    spec = get_model(model_name, video=False)
+    spec = get_model(model_name, video=video)
     if spec is None:
-        raise UnpricedModelError(f"no HitPaw price is known for photo model {model_name[:64]!r}")
+        kind = "video" if video else "photo"
+        raise UnpricedModelError(f"no HitPaw price is known for {kind} model {model_name[:64]!r}")
     return spec
 
 
@@ -121,7 +122,7 @@ def estimate_coins(model_name: str, width: int, height: int) -> int:
     for side in (width, height):
         if isinstance(side, bool) or not isinstance(side, int) or side <= 0:
             raise ValueError(f"width and height must be positive whole numbers, got {width!r} x {height!r}")
-    spec = photo_spec(model_name)
+    spec = priced_spec(model_name)
     out_width, out_height = spec.output_size(width, height)
     return coins_for_output(spec.pricing, out_width * out_height)
 
@@ -132,7 +133,7 @@ def highest_coins(model_name: str) -> int:
 
     :raises UnpricedModelError: for an unknown or video model.
     """
-    spec = photo_spec(model_name)
+    spec = priced_spec(model_name)
     tiers = PRICE_TIERS[spec.pricing]
     return max(price for lowest, price in tiers if lowest <= spec.max_output_pixels)
 
@@ -197,17 +198,6 @@ def billed_seconds(duration_seconds: float) -> int:
     return max(1, math.ceil(round(duration_seconds, 3)))
 
 
-def video_spec(model_name: str) -> ModelSpec:
-    """The spec of a video model, for pricing.
-
-    :raises UnpricedModelError: for a name the catalog does not list as a video model.
-    """
-    spec = get_model(model_name, video=True)
-    if spec is None:
-        raise UnpricedModelError(f"no HitPaw price is known for video model {model_name[:64]!r}")
-    return spec
-
-
 def estimate_video_coins(model_name: str, width: int, height: int, fps: float, duration_seconds: float) -> int:
     """The coins HitPaw charges for a ``width`` x ``height`` result (the request's ``resolution``) of
     a video of ``duration_seconds`` at ``fps`` frames a second (the source's; the result keeps both).
@@ -220,5 +210,5 @@ def estimate_video_coins(model_name: str, width: int, height: int, fps: float, d
     for side in (width, height):
         if isinstance(side, bool) or not isinstance(side, int) or side <= 0:
             raise ValueError(f"width and height must be positive whole numbers, got {width!r} x {height!r}")
-    spec = video_spec(model_name)
+    spec = priced_spec(model_name, video=True)
     return video_coins_per_second(spec.pricing, width, height, fps) * billed_seconds(duration_seconds)
