@@ -32,6 +32,7 @@ from airflow_provider_hitpaw.sandbox import imaging, replies, video
 from airflow_provider_hitpaw.sandbox.fetch import FetchError, fetch_bytes
 from airflow_provider_hitpaw.sandbox.jobs import COMPLETED, ERROR, Job
 from airflow_provider_hitpaw.sandbox.state import SubmissionRecord
+from airflow_provider_hitpaw.video_header import UnreadableVideoError
 
 if TYPE_CHECKING:
     from airflow_provider_hitpaw.sandbox.server import SandboxServer
@@ -334,7 +335,7 @@ class ApiRoutes:
                 self.server.client_session, clip.video_url, timeout=config.fetch_timeout, max_bytes=config.max_fetch_bytes
             )
             info = await asyncio.to_thread(video.probe_video, data)  # header only, on untrusted bytes
-        except (FetchError, video.NotAVideoError, video.PyAVMissingError) as err:
+        except (FetchError, UnreadableVideoError, video.PyAVMissingError) as err:
             log.info("sandbox: video %s refused: %s", clip.video_url[:200], err)
             raise RequestRefused(replies.VIDEO_URL_NOT_VALID) from None
         if not VIDEO_MIN_DURATION_SECONDS <= info.duration <= VIDEO_MAX_DURATION_SECONDS:

@@ -5,9 +5,9 @@ in the requested container (H.264 in mp4, mov, mkv and m4v, MPEG-4 Part 2 in avi
 at the source's frame rate and with one output frame per source frame, so the result keeps the
 source's duration and frame count. The "enhancement" is a plain bicubic scale.
 
-The duration and frame rate are read from the container's header the way the client's preflight reads
-them (:func:`probe_video`), so that the sandbox charges what the client estimated
-(:func:`airflow_provider_hitpaw.contract.pricing.estimate_video_coins`).
+The duration and frame rate are read from the container's header by the client's preflight's own
+reading (:func:`probe_video`, :mod:`airflow_provider_hitpaw.video_header`), so that the sandbox charges
+what the client estimated (:func:`airflow_provider_hitpaw.contract.pricing.estimate_video_coins`).
 
 PyAV is an optional dependency (the ``sandbox`` extra): without it a video job is refused as a video
 HitPaw cannot read, with a log line.
@@ -18,12 +18,13 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_hitpaw.video_header import VideoHeader, read_video_header
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +66,6 @@ class PyAVMissingError(RuntimeError):
     """PyAV is not installed."""
 
 
-class NotAVideoError(ValueError):
-    """The bytes are not a video PyAV can read."""
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a video's header says.
-
-    :param width: of the first video stream, in pixels.
-    :param height: in pixels.
-    :param fps: its average frame rate.
-    :param duration: seconds: the container's duration, else the stream's.
-    """
-
-    width: int
-    height: int
-    fps: float
-    duration: float
-
-
 def require_av() -> Any:
     """Import PyAV, or raise :class:`PyAVMissingError` saying how to install it."""
     try:
@@ -94,32 +75,15 @@ def require_av() -> Any:
     return av
 
 
-def probe_video(data: bytes) -> VideoInfo:
+def probe_video(data: bytes) -> VideoHeader:
     """Read a video's size, frame rate and duration from its container, without decoding its frames.
 
-    :raises NotAVideoError: when the bytes are no video PyAV can read, or it tells no duration or rate.
+    :raises PyAVMissingError: without PyAV.
+    :raises ~airflow_provider_hitpaw.video_header.UnreadableVideoError: when the bytes are no video PyAV can read, or it tells no size,
+        duration or rate.
     """
-    av = require_av()
-    try:
-        with av.open(io.BytesIO(data), mode="r") as container:
-            if not container.streams.video:
-                raise NotAVideoError("no video stream")
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            rate = stream.average_rate or stream.guessed_rate
-            if container.duration is not None:
-                duration = container.duration / 1_000_000
-            elif stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            else:
-                duration = 0.0
-    except NotAVideoError:
-        raise
-    except Exception as err:  # av.error.FFmpegError and its kin, on untrusted bytes
-        raise NotAVideoError(f"not a video: {err}") from None
-    if not width or not height or not rate or duration <= 0:
-        raise NotAVideoError("the container tells no size, frame rate or duration")
-    return VideoInfo(int(width), int(height), float(rate), float(duration))
+    require_av()
+    return read_video_header(io.BytesIO(data))
 
 
 def enhance_video(data: bytes, out_path: Path, *, width: int, height: int, extension: str) -> None:
@@ -152,15 +116,24 @@ def enhance_video(data: bytes, out_path: Path, *, width: int, height: int, exten
         else:
             stream_out.pix_fmt = "yuv420p"
             stream_out.bit_rate = max(200_000, width * height * 4)
-        for index, frame in enumerate(source.decode(stream_in)):
-            scaled = frame.reformat(width=width, height=height, format=stream_out.pix_fmt, interpolation="BICUBIC")
-            scaled.pts = index
-            scaled.time_base = time_base
-            for packet in stream_out.encode(scaled):
-                target.mux(packet)
-        for packet in stream_out.encode():
-            target.mux(packet)
+        scaled = (
+            frame.reformat(width=width, height=height, format=stream_out.pix_fmt, interpolation="BICUBIC")
+            for frame in source.decode(stream_in)
+        )
+        _encode_all(target, stream_out, scaled, time_base)
     part.replace(out_path)
+
+
+def _encode_all(target: Any, stream: Any, frames: Iterable[Any], time_base: Fraction) -> None:
+    """Encode ``frames`` into ``stream`` of ``target`` one after the other (frame ``n`` at ``n *
+    time_base``), then flush the encoder."""
+    for index, frame in enumerate(frames):
+        frame.pts = index
+        frame.time_base = time_base
+        for packet in stream.encode(frame):
+            target.mux(packet)
+    for packet in stream.encode():
+        target.mux(packet)
 
 
 def _sample_in_limits(width: int, height: int, fps: int, milliseconds: int) -> bool:
@@ -198,19 +171,16 @@ def sample_clip(
         stream.time_base = time_base
         background = image_module.linear_gradient("L").resize((width, height)).convert("RGB")
         radius = max(2, min(width, height) // 6)
-        for index in range(frames):
+
+        def draw(index: int) -> Any:
             img = background.copy()
             x = radius + round((width - 2 * radius) * index / max(1, frames - 1))  # left to right
             ImageDraw.Draw(img).ellipse(
                 (x - radius, height // 2 - radius, x + radius, height // 2 + radius), fill=(220, 60, 40)
             )
-            frame = av.VideoFrame.from_image(img).reformat(format="yuv420p")
-            frame.pts = index
-            frame.time_base = time_base
-            for packet in stream.encode(frame):
-                target.mux(packet)
-        for packet in stream.encode():
-            target.mux(packet)
+            return av.VideoFrame.from_image(img).reformat(format="yuv420p")
+
+        _encode_all(target, stream, (draw(index) for index in range(frames)), time_base)
     return buffer.getvalue()
 
 
