@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from airflow_provider_hitpaw import video_header
 from airflow_provider_hitpaw.contract.catalog import (
     VIDEO_MAX_DURATION_SECONDS,
     VIDEO_MIN_DURATION_SECONDS,
@@ -37,6 +38,7 @@ from airflow_provider_hitpaw.contract.pricing import (
 from airflow_provider_hitpaw.errors import HitPawValidationError
 from airflow_provider_hitpaw.hooks import sync_transport
 from airflow_provider_hitpaw.hooks.transport import IDENTITY_HEADERS
+from airflow_provider_hitpaw.video_header import UnreadableVideoError, VideoHeader
 
 if TYPE_CHECKING:
     import requests
@@ -55,61 +57,26 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*\Z", re.IGNORECASE)
 _FASTEST = 120.0  # fps: the price tables' last column
 
 
-class PreflightSkipped(Exception):
+class PreflightSkipped(UnreadableVideoError):
     """The video's header could not be read; the message says why (for the log)."""
 
 
-@dataclass(frozen=True)
-class VideoHeader:
-    """What a video's container says.
-
-    :param width: of its first video stream, in pixels.
-    :param height: in pixels.
-    :param fps: its average frame rate.
-    :param duration: seconds: the container's duration, else the stream's.
-    """
-
-    width: int
-    height: int
-    fps: float
-    duration: float
-
-
 def read_video_header(handle: IO[bytes] | io.RawIOBase) -> VideoHeader:
-    """Read a video's size, frame rate and duration from an open file, without decoding a frame.
-
-    The same reading as the sandbox's (``sandbox/video.py``): the container's duration if it has
-    one, else the first video stream's; the stream's average frame rate, else FFmpeg's guess.
+    """Read a video's size, frame rate and duration from an open file, without decoding a frame
+    (:func:`airflow_provider_hitpaw.video_header.read_video_header`, the sandbox's reading too).
 
     :raises PreflightSkipped: without PyAV, or when the file is no video it can read.
     """
     try:
-        import av
+        return video_header.read_video_header(handle)
     except ImportError:
         raise PreflightSkipped(
             "PyAV is not installed (pip install 'airflow-provider-hitpaw[video]')"
         ) from None
-    try:
-        with av.open(handle, mode="r") as container:
-            if not container.streams.video:
-                raise PreflightSkipped("the file has no video stream")
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            rate = stream.average_rate or stream.guessed_rate
-            if container.duration is not None:
-                duration = container.duration / 1_000_000
-            elif stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            else:
-                duration = 0.0
     except PreflightSkipped:
         raise
-    except Exception as err:  # av.error.FFmpegError and its kin, or the reader's own limit
-        cause = err.__context__ if isinstance(err.__context__, PreflightSkipped) else err
-        raise PreflightSkipped(f"no video header PyAV can read ({str(cause)[:200]})") from None
-    if not width or not height or not rate or duration <= 0:
-        raise PreflightSkipped("the container tells no size, frame rate or duration")
-    return VideoHeader(int(width), int(height), float(rate), float(duration))
+    except UnreadableVideoError as err:
+        raise PreflightSkipped(str(err)) from None
 
 
 class RangedReader(io.RawIOBase):

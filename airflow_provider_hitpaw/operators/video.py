@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_hitpaw.api import SubmittedJob
-    from airflow_provider_hitpaw.video_preflight import VideoHeader
+    from airflow_provider_hitpaw.video_header import VideoHeader
 
 __all__ = ["EnhanceVideoOperator"]
 
