@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.configuration import conf
-
 from airflow_provider_hitpaw import labels
-from airflow_provider_hitpaw.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.downloads import check_destination
 from airflow_provider_hitpaw.errors import (
     HitPawJobFailedFailure,
@@ -41,7 +38,6 @@ from airflow_provider_hitpaw.operators.job import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
 
     from airflow_provider_hitpaw.api import SubmittedJob
 
@@ -151,6 +147,8 @@ class EnhancePhotoOperator(HitPawJobOperator):
     )
     ui_color = "#d7ecff"
     operator_extra_links = (HitPawResultLink(),)
+    source_url_field = "img_url"
+    source_path_field = "img_path"
 
     def __init__(
         self,
@@ -161,39 +159,15 @@ class EnhancePhotoOperator(HitPawJobOperator):
         extension: str | None = None,
         exif: bool = False,
         dpi: int | str | None = None,
-        hitpaw_conn_id: str = DEFAULT_CONN_ID,
-        wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 5.0,
-        timeout: float = 3600.0,
-        output_path: str | None = None,
-        allow_unknown_model: bool = False,
-        max_consecutive_errors: int = 5,
-        new_job: bool | str = False,
-        preflight: bool = True,
-        max_coins: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # the arguments every job operator has, with their defaults
         self.img_url = img_url
         self.img_path = img_path
         self.model_name = model_name
         self.extension = extension
         self.exif = exif
         self.dpi = dpi
-        self.hitpaw_conn_id = hitpaw_conn_id
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.output_path = output_path
-        self.allow_unknown_model = allow_unknown_model
-        self.max_consecutive_errors = max_consecutive_errors
-        self.new_job = new_job
-        self.preflight = preflight
-        self.max_coins = max_coins
-        self._result: dict[str, Any] | None = None
-        self._access_url: str | None = None  # img_path's upload, once made: the submitted img_url
         self._check_arguments()
 
     # --- checks ---------------------------------------------------------------------------------
@@ -202,18 +176,12 @@ class EnhancePhotoOperator(HitPawJobOperator):
         """Check at parse time every argument already known (no Jinja, no XCom); no connection lookup."""
         validate_exif(self.exif)
         self._check_common_arguments()
-        if not isinstance(self.preflight, bool):
-            raise HitPawValidationError(f"preflight must be True or False, got {self.preflight!r}")
-        if self.max_coins is not None and (
-            isinstance(self.max_coins, bool) or not isinstance(self.max_coins, int) or self.max_coins < 0
-        ):
-            raise HitPawValidationError(f"max_coins must be a whole number of coins or None, got {self.max_coins!r}")
         spec, model_known = None, False
         if not is_template(self.model_name):
             spec = validate_model_name(self.model_name, allow_unknown_model=self.allow_unknown_model)
             model_known = True
         extension = self.extension
-        self._check_photo_source()
+        self._check_source()
         if self.img_path is not None and not is_template(self.img_path):
             from airflow_provider_hitpaw.uploads import check_upload_name  # parse cost: only for img_path
 
@@ -231,23 +199,6 @@ class EnhancePhotoOperator(HitPawJobOperator):
         if self.output_path and not is_template(self.output_path):
             check_destination(self.output_path)
 
-    def _check_photo_source(self) -> None:
-        """Exactly one of ``img_url`` and ``img_path`` (a rendered empty string counts as none)."""
-        has_url = self.img_url not in (None, "", self._access_url)  # not the upload set by execute
-        has_path = self.img_path is not None and self.img_path != ""
-        if has_url == has_path:
-            raise HitPawValidationError(
-                "Give exactly one of img_url (a public URL) and img_path (a file to upload first), "
-                f"got {'both' if has_url else 'neither'}"
-            )
-
-    def _fingerprinted(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """What the submission's fingerprint is taken of: with ``img_path``, the path rather than the
-        upload's ``access_url`` (a new upload on a retry must not look like another submission)."""
-        if self.img_path:
-            return {**payload, "img_url": None, "img_path": str(self.img_path)}
-        return payload
-
     def _submission_payload(self) -> dict[str, Any]:
         """The rendered arguments, checked in full; raises before any request is sent."""
         if self.output_path:
@@ -264,52 +215,33 @@ class EnhancePhotoOperator(HitPawJobOperator):
             allow_unknown_model=self.allow_unknown_model,
         )
 
-    def _check_before_paying(
-        self, payload: dict[str, Any], dimensions: tuple[int, int] | None = None
-    ) -> HitPawValidationError | None:
+    def _check_price(self, payload: dict[str, Any], local: tuple[int, int] | None) -> None:
         """The photo's size against the model's limits (``preflight``) and its price against
-        ``max_coins``, on the payload about to be sent (the estimate is logged).
-
-        :return: the refusal, if any, for ``execute`` to raise right before a new submission: nothing
-            is sent then. It is not raised when the try reconnects to a job an earlier try already paid
-            for (a signed photo URL that expired since, or a changed price, must not lose that job).
-        """
+        ``max_coins``; ``local`` is the size read from ``img_path`` before its upload."""
         from airflow_provider_hitpaw.preflight import check_before_paying
 
-        try:
-            check_before_paying(
-                self.hook,
-                str(payload["img_url"]),
-                str(payload["model_name"]),
-                preflight=self.preflight,
-                max_coins=self.max_coins,
-                logger=self.log,
-                dimensions=dimensions,
-            )
-        except HitPawValidationError as refusal:
-            return refusal
-        return None
+        check_before_paying(
+            self.hook,
+            str(payload["img_url"]),
+            str(payload["model_name"]),
+            preflight=self.preflight,
+            max_coins=self.max_coins,
+            logger=self.log,
+            dimensions=local,
+        )
+
+    def _read_local_source(self, path: Any) -> tuple[int, int] | None:
+        """The photo's size, from the file's own first bytes (not over the network after the upload)."""
+        from airflow_provider_hitpaw.preflight import file_photo_dimensions
+
+        return file_photo_dimensions(path)
 
     # --- execution ------------------------------------------------------------------------------
 
     @property
     def photo_label(self) -> str:
         """The photo's file name, short and without the URL's query string: ``map_index_template="{{ task.photo_label }}"``."""
-        return labels.photo_label(_as_url_path(self.img_path) if self.img_path else self.img_url)
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        labels.check_map_index(self, context)  # before any request: a label Airflow could not store
-        local_dimensions = None
-        if self.img_path:  # a private photo: uploaded first (free), its access_url is submitted
-            self._check_photo_source()
-            if self.preflight:  # from the file's own first bytes, not over the network after the upload
-                from airflow_provider_hitpaw.preflight import file_photo_dimensions
-
-                local_dimensions = file_photo_dimensions(self.img_path)
-            self.img_url = self._access_url = self._uploaded_url(context, self.img_path, photos_only=True)
-        payload = self._submission_payload()
-        refusal = self._check_before_paying(payload, local_dimensions)
-        return self._run_job(context, payload, refusal)
+        return labels.photo_label(self._source_location())
 
     def _send(self, payload: dict[str, Any]) -> SubmittedJob:
         return self.hook.enhance_photo(
@@ -320,9 +252,3 @@ class EnhancePhotoOperator(HitPawJobOperator):
             payload.get("DPI"),
             allow_unknown_model=self.allow_unknown_model,
         )
-
-    def _submitted_url(self) -> str | None:
-        return self.img_url
-
-    def _source_location(self) -> str | None:
-        return _as_url_path(self.img_path) if self.img_path else self.img_url

@@ -16,8 +16,11 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
+from airflow_provider_hitpaw import labels
+from airflow_provider_hitpaw.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.downloads import (
     check_destination,
     check_writable_destination,
@@ -148,41 +151,112 @@ def is_template(value: object) -> bool:
 class HitPawJobOperator(BaseOperator):
     """The base of the operators that submit one HitPaw job and (by default) wait for its result.
 
-    A subclass sets ``hitpaw_conn_id``, ``model_name``, ``wait_for_completion``, ``deferrable``,
-    ``poll_interval``, ``timeout``, ``output_path``, ``max_consecutive_errors`` and ``new_job``, and
-    implements :meth:`_send`, :meth:`_submitted_url` and :meth:`_source_location`; its ``execute``
-    builds the checked submission and hands it to :meth:`_run_job`.
+    It takes the arguments every such operator has, with their defaults (a subclass names in its own
+    signature only those whose default differs; the ``:param:`` lists are the subclasses'). A subclass
+    sets ``model_name`` and the names of its source's two arguments (:attr:`source_url_field`,
+    :attr:`source_path_field`), checks its literal arguments when built, and implements
+    :meth:`_submission_payload`, :meth:`_read_local_source`, :meth:`_check_price` and :meth:`_send`;
+    :meth:`execute` uploads a private source, builds the checked submission and hands it to
+    :meth:`_run_job`.
     """
 
     #: What the job enhances, for messages.
     media_noun = "photo"
+    #: The argument holding the source's public URL (templated), e.g. ``img_url``.
+    source_url_field: str
+    #: The argument holding a private file to upload first instead, e.g. ``img_path``.
+    source_path_field: str
 
-    hitpaw_conn_id: str
     model_name: str
-    wait_for_completion: bool
-    deferrable: bool
-    poll_interval: float
-    timeout: float
-    output_path: str | None
-    max_consecutive_errors: int
-    new_job: bool | str
-    _result: dict[str, Any] | None
+
+    def __init__(
+        self,
+        *,
+        hitpaw_conn_id: str = DEFAULT_CONN_ID,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        timeout: float = 3600.0,
+        output_path: str | None = None,
+        allow_unknown_model: bool = False,
+        max_consecutive_errors: int = 5,
+        new_job: bool | str = False,
+        preflight: bool = True,
+        max_coins: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hitpaw_conn_id = hitpaw_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.output_path = output_path
+        self.allow_unknown_model = allow_unknown_model
+        self.max_consecutive_errors = max_consecutive_errors
+        self.new_job = new_job
+        self.preflight = preflight
+        self.max_coins = max_coins
+        self._result: dict[str, Any] | None = None
+        self._access_url: str | None = None  # the private file's upload, once made: the submitted URL
+
+    # --- what a subclass implements ---------------------------------------------------------------
+
+    def _submission_payload(self) -> dict[str, Any]:
+        """The rendered arguments, checked in full; raises before any request is sent."""
+        raise NotImplementedError
+
+    def _read_local_source(self, path: Any) -> Any:
+        """What ``preflight`` reads from a private file before its upload (None when it cannot)."""
+        raise NotImplementedError
+
+    def _check_price(self, payload: dict[str, Any], local: Any) -> None:
+        """The checks before paying (``preflight``, ``max_coins``) on the payload about to be sent.
+
+        :param local: what :meth:`_read_local_source` read, if anything.
+        :raises HitPawValidationError: the refusal.
+        """
+        raise NotImplementedError
 
     def _send(self, payload: dict[str, Any]) -> SubmittedJob:
         """POST the checked submission (which costs coins)."""
         raise NotImplementedError
 
+    # --- the source ---------------------------------------------------------------------------------
+
+    @property
+    def _source_url(self) -> str | None:
+        return getattr(self, self.source_url_field)  # type: ignore[no-any-return]
+
+    @property
+    def _source_path(self) -> str | None:
+        return getattr(self, self.source_path_field)  # type: ignore[no-any-return]
+
     def _submitted_url(self) -> str | None:
         """The media URL the submission carries (for messages and errors)."""
-        raise NotImplementedError
+        return self._source_url
 
     def _source_location(self) -> str | None:
-        """Where the source is: its URL, or the path it was uploaded from (for the result's name and
-        lineage)."""
-        raise NotImplementedError
+        """Where the source is: its URL, or the path it was uploaded from (for the result's name, the
+        label and lineage)."""
+        return as_url_path(self._source_path) if self._source_path else self._source_url
+
+    def _check_source(self) -> None:
+        """Exactly one of the source's URL and path (a rendered empty string counts as none)."""
+        source_url, source_path = self._source_url, self._source_path
+        has_url = source_url not in (None, "", self._access_url)  # not the upload set by execute
+        has_path = source_path is not None and source_path != ""
+        if has_url == has_path:
+            raise HitPawValidationError(
+                f"Give exactly one of {self.source_url_field} (a public URL) and {self.source_path_field} "
+                f"(a file to upload first), got {'both' if has_url else 'neither'}"
+            )
 
     def _fingerprinted(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """What the submission's fingerprint is taken of (by default the payload itself)."""
+        """What the submission's fingerprint is taken of: with a private file, its path rather than the
+        upload's ``access_url`` (a new upload on a retry must not look like another submission)."""
+        if self._source_path:
+            return {**payload, self.source_url_field: None, self.source_path_field: str(self._source_path)}
         return payload
 
     def _check_common_arguments(self) -> None:
@@ -195,6 +269,45 @@ class HitPawJobOperator(BaseOperator):
             raise HitPawValidationError(
                 f"max_consecutive_errors must be a whole number of at least 1, got {self.max_consecutive_errors!r}"
             )
+        if not isinstance(self.preflight, bool):
+            raise HitPawValidationError(f"preflight must be True or False, got {self.preflight!r}")
+        if self.max_coins is not None and (
+            isinstance(self.max_coins, bool) or not isinstance(self.max_coins, int) or self.max_coins < 0
+        ):
+            raise HitPawValidationError(f"max_coins must be a whole number of coins or None, got {self.max_coins!r}")
+
+    def _check_before_paying(self, payload: dict[str, Any], local: Any = None) -> HitPawValidationError | None:
+        """:meth:`_check_price` on the payload about to be sent (the estimate is logged).
+
+        :param local: what :meth:`_read_local_source` read, if anything.
+        :return: the refusal, if any, for :meth:`_run_job` to raise right before a new submission:
+            nothing is sent then. It is not raised when the try reconnects to a job an earlier try
+            already paid for (a signed URL that expired since, or a changed price, must not lose that job).
+        """
+        try:
+            self._check_price(payload, local)
+        except HitPawValidationError as refusal:
+            return refusal
+        return None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        labels.check_map_index(self, context)  # before any request: a label Airflow could not store
+        local = None
+        source_path = self._source_path
+        if source_path:  # a private file: uploaded first (free), its access_url is submitted
+            self._check_source()
+            self._check_upload(str(source_path))
+            if self.preflight:  # from the file itself, before the upload
+                local = self._read_local_source(source_path)
+            self._access_url = self._uploaded_url(context, source_path, photos_only=self.media_noun == "photo")
+            setattr(self, self.source_url_field, self._access_url)
+        payload = self._submission_payload()
+        refusal = self._check_before_paying(payload, local)
+        return self._run_job(context, payload, refusal)
+
+    def _check_upload(self, name: str) -> None:
+        """Refuse, without any I/O, a private file HitPaw would not take (by default nothing beyond what
+        the upload itself checks)."""
 
     @cached_property
     def hook(self) -> HitPawHook:

@@ -6,15 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.configuration import conf
-
 from airflow_provider_hitpaw import labels
-from airflow_provider_hitpaw.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_hitpaw.contract.catalog import VIDEO_INPUT_FORMATS
 from airflow_provider_hitpaw.downloads import check_destination
 from airflow_provider_hitpaw.errors import HitPawValidationError
 from airflow_provider_hitpaw.links.hitpaw import HitPawResultLink
-from airflow_provider_hitpaw.operators.job import HitPawJobOperator, as_url_path, is_template
+from airflow_provider_hitpaw.operators.job import HitPawJobOperator, is_template
 from airflow_provider_hitpaw.validation import (
     build_video_payload,
     validate_model_name,
@@ -24,7 +21,6 @@ from airflow_provider_hitpaw.validation import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
 
     from airflow_provider_hitpaw.api import SubmittedJob
     from airflow_provider_hitpaw.video_header import VideoHeader
@@ -128,6 +124,8 @@ class EnhanceVideoOperator(HitPawJobOperator):
     ui_color = "#e3dcff"
     operator_extra_links = (HitPawResultLink(),)
     media_noun = "video"
+    source_url_field = "video_url"
+    source_path_field = "video_path"
 
     def __init__(
         self,
@@ -138,39 +136,17 @@ class EnhanceVideoOperator(HitPawJobOperator):
         resolution: list[int] | tuple[int, int] | str,
         extension: str = ".mp4",
         original_resolution: list[int] | tuple[int, int] | str | None = None,
-        hitpaw_conn_id: str = DEFAULT_CONN_ID,
-        wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = DEFAULT_VIDEO_POLL_INTERVAL,
         timeout: float = DEFAULT_VIDEO_TIMEOUT,
-        output_path: str | None = None,
-        allow_unknown_model: bool = False,
-        max_consecutive_errors: int = 5,
-        new_job: bool | str = False,
-        preflight: bool = True,
-        max_coins: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(poll_interval=poll_interval, timeout=timeout, **kwargs)  # and the others every job operator has
         self.video_url = video_url
         self.video_path = video_path
         self.model_name = model_name
         self.resolution = resolution
         self.extension = extension
         self.original_resolution = original_resolution
-        self.hitpaw_conn_id = hitpaw_conn_id
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.output_path = output_path
-        self.allow_unknown_model = allow_unknown_model
-        self.max_consecutive_errors = max_consecutive_errors
-        self.new_job = new_job
-        self.preflight = preflight
-        self.max_coins = max_coins
-        self._result: dict[str, Any] | None = None
-        self._access_url: str | None = None  # video_path's upload, once made: the submitted video_url
         self._check_arguments()
 
     # --- checks ---------------------------------------------------------------------------------
@@ -178,17 +154,11 @@ class EnhanceVideoOperator(HitPawJobOperator):
     def _check_arguments(self) -> None:
         """Check at parse time every argument already known (no Jinja, no XCom); no connection lookup."""
         self._check_common_arguments()
-        if not isinstance(self.preflight, bool):
-            raise HitPawValidationError(f"preflight must be True or False, got {self.preflight!r}")
-        if self.max_coins is not None and (
-            isinstance(self.max_coins, bool) or not isinstance(self.max_coins, int) or self.max_coins < 0
-        ):
-            raise HitPawValidationError(f"max_coins must be a whole number of coins or None, got {self.max_coins!r}")
         spec, model_known = None, False
         if not is_template(self.model_name):
             spec = validate_model_name(self.model_name, video=True, allow_unknown_model=self.allow_unknown_model)
             model_known = True
-        self._check_video_source()
+        self._check_source()
         if self.video_path is not None and not is_template(self.video_path):
             check_video_upload_name(str(self.video_path))
         elif self.video_url is not None and not is_template(self.video_url):
@@ -201,16 +171,6 @@ class EnhanceVideoOperator(HitPawJobOperator):
             validate_video_extension(self.extension, spec if model_known else None)
         if self.output_path and not is_template(self.output_path):
             check_destination(self.output_path)
-
-    def _check_video_source(self) -> None:
-        """Exactly one of ``video_url`` and ``video_path`` (a rendered empty string counts as none)."""
-        has_url = self.video_url not in (None, "", self._access_url)  # not the upload set by execute
-        has_path = self.video_path is not None and self.video_path != ""
-        if has_url == has_path:
-            raise HitPawValidationError(
-                "Give exactly one of video_url (a public URL) and video_path (a file to upload first), "
-                f"got {'both' if has_url else 'neither'}"
-            )
 
     def _submission_payload(self) -> dict[str, Any]:
         """The rendered arguments, checked in full; raises before any request is sent."""
@@ -228,34 +188,30 @@ class EnhanceVideoOperator(HitPawJobOperator):
             allow_unknown_model=self.allow_unknown_model,
         )
 
-    def _fingerprinted(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """With ``video_path``, the path rather than the upload's ``access_url`` (a new upload on a retry
-        must not look like another submission)."""
-        if self.video_path:
-            return {**payload, "video_url": None, "video_path": str(self.video_path)}
-        return payload
-
-    def _check_before_paying(
-        self, payload: dict[str, Any], header: VideoHeader | None = None
-    ) -> HitPawValidationError | None:
-        """The video's duration (``preflight``) and its price against ``max_coins``; the refusal, if
-        any, is raised by :meth:`_run_job` only before a new submission."""
+    def _check_price(self, payload: dict[str, Any], local: VideoHeader | None) -> None:
+        """The video's duration (``preflight``) and its price against ``max_coins``; ``local`` is the
+        header read from ``video_path`` before its upload."""
         from airflow_provider_hitpaw.video_preflight import check_video_before_paying
 
-        try:
-            check_video_before_paying(
-                self.hook,
-                str(payload["video_url"]),
-                str(payload["model_name"]),
-                list(payload["resolution"]),
-                preflight=self.preflight,
-                max_coins=self.max_coins,
-                logger=self.log,
-                header=header,
-            )
-        except HitPawValidationError as refusal:
-            return refusal
-        return None
+        check_video_before_paying(
+            self.hook,
+            str(payload["video_url"]),
+            str(payload["model_name"]),
+            list(payload["resolution"]),
+            preflight=self.preflight,
+            max_coins=self.max_coins,
+            logger=self.log,
+            header=local,
+        )
+
+    def _read_local_source(self, path: Any) -> VideoHeader | None:
+        """The video's header, from the file itself before its upload."""
+        from airflow_provider_hitpaw.video_preflight import file_video_header
+
+        return file_video_header(path)
+
+    def _check_upload(self, name: str) -> None:
+        check_video_upload_name(name)
 
     # --- execution ------------------------------------------------------------------------------
 
@@ -263,21 +219,6 @@ class EnhanceVideoOperator(HitPawJobOperator):
     def video_label(self) -> str:
         """The video's file name, short and without the URL's query string: ``map_index_template="{{ task.video_label }}"``."""
         return labels.photo_label(self._source_location())
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        labels.check_map_index(self, context)  # before any request: a label Airflow could not store
-        local_header = None
-        if self.video_path:  # a private video: uploaded first (free), its access_url is submitted
-            self._check_video_source()
-            check_video_upload_name(str(self.video_path))
-            if self.preflight:  # from the file itself, before the upload
-                from airflow_provider_hitpaw.video_preflight import file_video_header
-
-                local_header = file_video_header(self.video_path)
-            self.video_url = self._access_url = self._uploaded_url(context, self.video_path, photos_only=False)
-        payload = self._submission_payload()
-        refusal = self._check_before_paying(payload, local_header)
-        return self._run_job(context, payload, refusal)
 
     def _send(self, payload: dict[str, Any]) -> SubmittedJob:
         return self.hook.enhance_video(
@@ -288,9 +229,3 @@ class EnhanceVideoOperator(HitPawJobOperator):
             payload.get("original_resolution"),
             allow_unknown_model=self.allow_unknown_model,
         )
-
-    def _submitted_url(self) -> str | None:
-        return self.video_url
-
-    def _source_location(self) -> str | None:
-        return as_url_path(self.video_path) if self.video_path else self.video_url
