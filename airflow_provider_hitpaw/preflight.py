@@ -200,6 +200,17 @@ def check_photo_size(spec: ModelSpec, width: int, height: int) -> None:
         )
 
 
+def check_within_max_coins(estimate: int, max_coins: int) -> None:
+    """Refuse a job (photo or video) whose estimated price is over ``max_coins``.
+
+    :raises HitPawValidationError: before anything is sent.
+    """
+    if estimate > max_coins:
+        raise HitPawValidationError(
+            f"This job would cost {estimate} coins, over max_coins={max_coins}. Nothing was sent."
+        )
+
+
 @dataclass(frozen=True)
 class PreflightResult:
     """What the checks before paying found.
@@ -252,10 +263,7 @@ def check_before_paying(
     if max_coins is None:
         return PreflightResult(dimensions, estimate)
     if estimate is not None:
-        if estimate > max_coins:
-            raise HitPawValidationError(
-                f"This job would cost {estimate} coins, over max_coins={max_coins}. Nothing was sent."
-            )
+        check_within_max_coins(estimate, max_coins)
         return PreflightResult(dimensions, estimate)
     try:
         worst = highest_coins(model_name)

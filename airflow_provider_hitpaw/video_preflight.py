@@ -38,6 +38,7 @@ from airflow_provider_hitpaw.contract.pricing import (
 from airflow_provider_hitpaw.errors import HitPawValidationError
 from airflow_provider_hitpaw.hooks import sync_transport
 from airflow_provider_hitpaw.hooks.transport import IDENTITY_HEADERS
+from airflow_provider_hitpaw.preflight import check_within_max_coins
 from airflow_provider_hitpaw.video_header import UnreadableVideoError, VideoHeader
 
 if TYPE_CHECKING:
@@ -296,10 +297,7 @@ def check_video_before_paying(
     if max_coins is None:
         return VideoPreflightResult(header, estimate)
     if estimate is not None:
-        if estimate > max_coins:
-            raise HitPawValidationError(
-                f"This job would cost {estimate} coins, over max_coins={max_coins}. Nothing was sent."
-            )
+        check_within_max_coins(estimate, max_coins)
         return VideoPreflightResult(header, estimate)
     spec = get_model(model_name, video=True)
     try:
