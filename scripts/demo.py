@@ -143,6 +143,31 @@ def save_for_docs(comparison: Path, target: Path) -> None:
         image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS).save(target, optimize=True)
 
 
+def the_one_result(output_dir: Path) -> Path:
+    """The one file the DAG wrote to ``output_dir``, renamed ``enhanced<suffix>``."""
+    results = [p for p in output_dir.iterdir() if p.is_file()]
+    if len(results) != 1:
+        raise DemoFailed(f"expected one result in {output_dir}, found {[p.name for p in results]}")
+    enhanced = output_dir / f"enhanced{results[0].suffix}"
+    results[0].rename(enhanced)
+    return enhanced
+
+
+def spent(sandbox: Any) -> tuple[int, int]:
+    """The jobs the sandbox was sent and the coins it charged."""
+    stats = sandbox.stats()
+    return len(stats["submissions"]), sum(stats["coins_charged_by_key"].values())
+
+
+def print_done(started: float, jobs: int, coins: int, outputs: dict[str, Path | str]) -> None:
+    """The closing lines: the time taken, what was spent, and where each output is (a path is shown
+    relative to the project)."""
+    print()
+    print(f"Done in {time.monotonic() - started:.0f} s. {jobs} HitPaw job, {coins} coins spent (sandbox).")
+    for label, where in outputs.items():
+        print(f"  {label:<14} : {where.relative_to(PROJECT) if isinstance(where, Path) else where}")
+
+
 def main() -> int:
     from airflow_provider_hitpaw.sandbox import start_sandbox_process
 
@@ -168,11 +193,7 @@ def main() -> int:
         output = run_airflow(["dags", "test", DAG_ID, "-c", conf], env, "dags-test.log", api_key)
         check_run(output, AIRFLOW_HOME / "dags-test.log")
 
-        results = [p for p in OUTPUT_DIR.iterdir() if p.is_file()]
-        if len(results) != 1:
-            raise DemoFailed(f"expected one result in {OUTPUT_DIR}, found {[p.name for p in results]}")
-        enhanced = OUTPUT_DIR / f"enhanced{results[0].suffix}"
-        results[0].rename(enhanced)
+        enhanced = the_one_result(OUTPUT_DIR)
 
         step("Drawing the before/after comparison")
         before = OUTPUT_DIR / f"before{Path(SAMPLE_PATH).suffix}"
@@ -181,21 +202,19 @@ def main() -> int:
         labels = side_by_side(before, enhanced, comparison)
         save_for_docs(comparison, DOCS_IMAGE)
 
-        stats = sandbox.stats()
-        coins = sum(stats["coins_charged_by_key"].values())
-        jobs = len(stats["submissions"])
+        jobs, coins = spent(sandbox)
     except DemoFailed as err:
         print(f"!!! demo failed: {err}", file=sys.stderr)
         return 1
     finally:
         sandbox.stop()
 
-    print()
-    print(f"Done in {time.monotonic() - started:.0f} s. {jobs} HitPaw job, {coins} coins spent (sandbox).")
-    print(f"  enhanced photo : {enhanced.relative_to(PROJECT)}")
-    print(f"  before/after   : {comparison.relative_to(PROJECT)}  ({labels[0]} / {labels[1]})")
-    print(f"  README image   : {DOCS_IMAGE.relative_to(PROJECT)}")
-    print(f"  Airflow logs   : {(AIRFLOW_HOME / 'dags-test.log').relative_to(PROJECT)}")
+    print_done(started, jobs, coins, {
+        "enhanced photo": enhanced,
+        "before/after": f"{comparison.relative_to(PROJECT)}  ({labels[0]} / {labels[1]})",
+        "README image": DOCS_IMAGE,
+        "Airflow logs": AIRFLOW_HOME / "dags-test.log",
+    })
     return 0
 
 

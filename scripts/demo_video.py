@@ -67,11 +67,7 @@ def main() -> int:
         output = demo.run_airflow(["dags", "test", DAG_ID, "-c", conf], env, log_name, api_key)
         check_run(output, demo.AIRFLOW_HOME / log_name)
 
-        results = [p for p in output_dir.iterdir() if p.is_file()]
-        if len(results) != 1:
-            raise demo.DemoFailed(f"expected one result in {output_dir}, found {[p.name for p in results]}")
-        enhanced = output_dir / f"enhanced{results[0].suffix}"
-        results[0].rename(enhanced)
+        enhanced = demo.the_one_result(output_dir)
 
         demo.step("Drawing the first frame before and after")
         before = output_dir / "before.mp4"
@@ -84,21 +80,19 @@ def main() -> int:
         )
         DOCS_IMAGE.write_bytes(comparison.read_bytes())
 
-        stats = sandbox.stats()
-        coins = sum(stats["coins_charged_by_key"].values())
-        jobs = len(stats["submissions"])
+        jobs, coins = demo.spent(sandbox)
     except demo.DemoFailed as err:
         print(f"!!! demo failed: {err}", file=sys.stderr)
         return 1
     finally:
         sandbox.stop()
 
-    print()
-    print(f"Done in {time.monotonic() - started:.0f} s. {jobs} HitPaw job, {coins} coins spent (sandbox).")
-    print(f"  enhanced video : {enhanced.relative_to(demo.PROJECT)}")
-    print(f"  first frames   : {comparison.relative_to(demo.PROJECT)}  ({labels[0]} / {labels[1]})")
-    print(f"  README image   : {DOCS_IMAGE.relative_to(demo.PROJECT)}")
-    print(f"  Airflow logs   : {(demo.AIRFLOW_HOME / log_name).relative_to(demo.PROJECT)}")
+    demo.print_done(started, jobs, coins, {
+        "enhanced video": enhanced,
+        "first frames": f"{comparison.relative_to(demo.PROJECT)}  ({labels[0]} / {labels[1]})",
+        "README image": DOCS_IMAGE,
+        "Airflow logs": demo.AIRFLOW_HOME / log_name,
+    })
     return 0
 
 
