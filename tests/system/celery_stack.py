@@ -17,6 +17,7 @@ except under CI (``CI`` set), where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -159,6 +160,27 @@ def write_figures(figures: dict[str, Any]) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def celery_deployment(
+    env: dict[str, str], *, worker_slots: int = WORKER_SLOTS, deadline_seconds: float = 660.0, **options: Any,
+) -> Iterator[tuple[PostgresCluster, RedisServer, Deployment]]:
+    """PostgreSQL, Redis and Airflow with CeleryExecutor on them (two workers of ``worker_slots`` slots,
+    two triggerers); for the system tests and the benchmarks (``bench/celery_worker_slots.py``).
+
+    :param env: the deployment's environment on top of the database URL (connections, settings).
+    :param worker_slots: slots per Celery worker.
+    :param deadline_seconds: the deployment's overall budget.
+    :param options: more :class:`Deployment` arguments (``dag_files``, ``dag_sources``...).
+    """
+    with PostgresCluster() as postgres, RedisServer() as redis:
+        full_env = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.sqlalchemy_url, **env}
+        with Deployment(
+            env=full_env, parallelism=worker_slots, deadline_seconds=deadline_seconds, triggerers=TRIGGERERS,
+            celery_workers=CELERY_WORKERS, broker_url=redis.url, start_timeout=240, **options,
+        ) as deployment:
+            yield postgres, redis, deployment
+
+
 @pytest.fixture(scope="module")
 def celery_stack() -> Iterator[CeleryStack]:
     """PostgreSQL, Redis, the sandbox and Airflow with CeleryExecutor; shared by a module's scenarios."""
@@ -166,37 +188,31 @@ def celery_stack() -> Iterator[CeleryStack]:
     from airflow_provider_hitpaw.sandbox import start_sandbox_process
 
     scratch = Path(tempfile.mkdtemp(prefix="hitpaw-system-"))
+    sandbox = start_sandbox_process(api_keys={API_KEY: COINS}, job_seconds=5)
     try:
-        with PostgresCluster() as postgres, RedisServer() as redis:
-            sandbox = start_sandbox_process(api_keys={API_KEY: COINS}, job_seconds=5)
-            try:
-                env = {
-                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.sqlalchemy_url,
-                    "AIRFLOW_CONN_HITPAW_DEFAULT": json.dumps(
-                        {"conn_type": "hitpaw", "host": sandbox.base_url, "password": API_KEY}
-                    ),
-                    "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
-                    **TAKEOVER_SETTINGS,
-                }
-                dag_files = [
-                    *(EXAMPLE_DAGS / name for name in EXAMPLE_DAG_FILES),
-                    *(path for path in sorted(SYSTEM_DAGS.glob("*.py")) if path.stem in DAG_IDS),
-                ]
-                with Deployment(
-                    dag_files=dag_files, env=env, parallelism=WORKER_SLOTS, deadline_seconds=STACK_DEADLINE,
-                    triggerers=TRIGGERERS, celery_workers=CELERY_WORKERS, broker_url=redis.url,
-                    start_timeout=240,
-                ) as deployment:
-                    deployment.wait_for_dags(DAG_IDS)
-                    for dag_id in DAG_IDS:
-                        deployment.unpause(dag_id)
-                    stack = CeleryStack(postgres, redis, sandbox, deployment, scratch)
-                    stack.figures["startup_seconds"] = round(deployment.elapsed, 1)
-                    yield stack
-                    write_figures(stack.figures)
-            finally:
-                sandbox.stop()
+        env = {
+            "AIRFLOW_CONN_HITPAW_DEFAULT": json.dumps(
+                {"conn_type": "hitpaw", "host": sandbox.base_url, "password": API_KEY}
+            ),
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+            **TAKEOVER_SETTINGS,
+        }
+        dag_files = [
+            *(EXAMPLE_DAGS / name for name in EXAMPLE_DAG_FILES),
+            *(path for path in sorted(SYSTEM_DAGS.glob("*.py")) if path.stem in DAG_IDS),
+        ]
+        with celery_deployment(env, dag_files=dag_files, deadline_seconds=STACK_DEADLINE) as (
+            postgres, redis, deployment,
+        ):
+            deployment.wait_for_dags(DAG_IDS)
+            for dag_id in DAG_IDS:
+                deployment.unpause(dag_id)
+            stack = CeleryStack(postgres, redis, sandbox, deployment, scratch)
+            stack.figures["startup_seconds"] = round(deployment.elapsed, 1)
+            yield stack
+            write_figures(stack.figures)
     finally:
+        sandbox.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
