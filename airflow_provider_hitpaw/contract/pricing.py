@@ -110,6 +110,12 @@ def priced_spec(model_name: str, *, video: bool = False) -> ModelSpec:
     return spec
 
 
+def photo_spec(model_name: str) -> ModelSpec:
+    """The spec of a photo model (or alias), for pricing: :func:`priced_spec` (kept under this name,
+    which earlier releases had)."""
+    return priced_spec(model_name)
+
+
 def estimate_coins(model_name: str, width: int, height: int) -> int:
     """The coins HitPaw charges for enhancing a ``width`` x ``height`` photo with ``model_name``.
 
