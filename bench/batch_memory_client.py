@@ -1,19 +1,19 @@
-"""The memory side of the batch benchmark, run in a process of its own: ``python -m bench.batch_memory_client SPEC.json``.
+"""The memory side of the batch benchmark: ``python -m bench.batch_memory_client SPEC.json``.
 
-It runs one ``EnhancePhotoBatchOperator`` over N photo URLs against the sandbox the way a deployment
-would, but in this one process: ``execute`` until it defers, the trigger's ``wait()`` (what the
-triggerer runs), ``execute_complete`` with its event, and so on until the batch returns. A thread reads
-this process's resident memory every 10 ms and keeps the peak of each phase:
+Two processes, as in a deployment: this one is the worker, and it starts a triggerer child
+(``python -m bench.batch_memory_client --triggerer``). The worker runs one ``EnhancePhotoBatchOperator``
+over N photo URLs against the sandbox: ``execute`` until it defers; the trigger's serialized kwargs go
+to the child, which rebuilds the ``HitPawJobsTrigger`` and runs its wait in one long-lived event loop
+(as the triggerer does); its event comes back and goes to ``execute_complete``; and so on until the
+batch returns. Each resume builds a fresh ``_Attempt`` from the ledger, as a new worker process would.
 
-- ``worker``: the operator's own code (the items, the ledger read at each resume, submitting, saving,
-  the manifest);
-- ``trigger``: the wait for the jobs in flight; its growth is counted from the RSS at its start.
+Each process resets the kernel's high-water mark of its memory (VmHWM) once its imports are done and
+reports its peak above that point: the worker's for its items, the ledger it reads at each resume,
+submitting, recording and the manifest; the triggerer's for the waits.
 
-Each resume builds a fresh ``_Attempt`` from the ledger, as a new worker process would. The sandbox's
-jobs end in ERROR without image work (``max_work_megapixels`` tiny, so that 10,000 jobs cost it
-nothing) and the batch tolerates them (``max_failed_items=N``): downloads are not part of this
-figure (the download benchmark measures their memory). It reports the peaks above the RSS measured
-before the operator was built, and how long the last resume took to read the ledger.
+The sandbox's jobs end in ERROR without image work (``max_work_megapixels`` tiny, so that 10,000 jobs
+cost it nothing) and the batch tolerates them (``max_failed_items=N``): downloads are not part of this
+figure (the download benchmark measures their memory).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
+import queue
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,41 +32,77 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.common import CONN_ID, emit, rss_bytes
+from bench.common import CONN_ID, REPO, emit, hwm_bytes, rss_bytes
 
-SAMPLE_SECONDS = 0.01
+EVENT, STATS = "EVENT ", "STATS "
 
 
-class PhaseMemory:
-    """Peak RSS of each phase, sampled by a thread."""
+def reset_peak() -> int:
+    """Reset VmHWM to the current RSS and return that RSS."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+        handle.write("5")
+    return rss_bytes()
+
+
+class TriggererChild:
+    """The triggerer: a child process that runs one trigger wait per line of serialized kwargs."""
 
     def __init__(self) -> None:
-        self.phase = "idle"
-        self.phase_start_rss = rss_bytes()
-        self.peaks: dict[str, int] = {}
-        self.growth: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.batch_memory_client", "--triggerer"], cwd=REPO, env=dict(os.environ),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def enter(self, phase: str) -> None:
-        self._record()
-        self.phase = phase
-        self.phase_start_rss = rss_bytes()
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith((EVENT, STATS)):  # anything else is its log
+                self.lines.put(line)
+        self.lines.put("")
 
-    def _record(self) -> None:
-        rss = rss_bytes()
-        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
-        self.growth[self.phase] = max(self.growth.get(self.phase, 0), rss - self.phase_start_rss)
+    def _line(self, prefix: str, timeout: float) -> str:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"the triggerer child said nothing for {timeout:.0f} s") from None
+        if not line.startswith(prefix):
+            raise RuntimeError(f"the triggerer child exited with {self.process.wait(5)}, or said {line[:200]!r}")
+        return line[len(prefix):]
 
-    def _sample(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
-            self._record()
+    def wait(self, trigger: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        _, kwargs = trigger.serialize()
+        self.process.stdin.write(json.dumps(kwargs) + "\n")
+        self.process.stdin.flush()
+        event: dict[str, Any] = json.loads(self._line(EVENT, max(0.0, trigger.deadline - time.time()) + 60))
+        return event
 
-    def stop(self) -> None:
-        self._record()
-        self._stop.set()
-        self._thread.join(5)
+    def close(self) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        stats: dict[str, Any] = json.loads(self._line(STATS, 60))
+        self.process.wait(30)
+        return stats
+
+
+def triggerer_main() -> None:
+    import airflow_provider_hitpaw.hooks.hitpaw  # noqa: F401 - imported before the baseline
+    from airflow_provider_hitpaw.hooks.session import close_shared_session
+    from airflow_provider_hitpaw.triggers.jobs import HitPawJobsTrigger
+
+    loop = asyncio.new_event_loop()
+    baseline = reset_peak()
+    waits = 0
+    for line in sys.stdin:
+        event = loop.run_until_complete(HitPawJobsTrigger(**json.loads(line)).wait())
+        waits += 1
+        print(EVENT + json.dumps(event), flush=True)
+    peak = hwm_bytes()
+    loop.run_until_complete(close_shared_session())
+    print(STATS + json.dumps({"baseline": baseline, "peak_growth": peak - baseline, "waits": waits}), flush=True)
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -71,17 +110,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     import airflow_provider_hitpaw.hooks.hitpaw
     import airflow_provider_hitpaw.triggers.jobs  # noqa: F401
     from airflow_provider_hitpaw.batch.ledger import Ledger
-    from airflow_provider_hitpaw.hooks.session import close_shared_session
     from airflow_provider_hitpaw.operators.batch import EnhancePhotoBatchOperator
     from airflow_provider_hitpaw.version_compat import TaskDeferred
 
     n = int(spec["items"])
     output = Path(spec["output"])
+    triggerer = TriggererChild()
+    baseline = reset_peak()
     urls = [f"{spec['base_url']}/samples/portrait.jpg?mem={n}-{i}" for i in range(n)]
-    gc.collect()
-    memory = PhaseMemory()
-    baseline = rss_bytes()
-    memory.enter("worker")
     operator = EnhancePhotoBatchOperator(
         task_id="bench_batch_memory", img_urls=urls, output_path=str(output), model_name="face_2x",
         hitpaw_conn_id=CONN_ID, max_in_flight=int(spec["max_in_flight"]), submits_per_second=100,
@@ -93,44 +129,39 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     stretches = 0
     event: dict[str, Any] | None = None
-    while True:
-        stretches += 1
-        try:
-            result = operator.execute(context) if event is None else operator.execute_complete(context, event)
-            break
-        except TaskDeferred as deferred:
-            memory.enter("trigger")
-
-            async def wait(trigger: Any = deferred.trigger) -> dict[str, Any]:
-                try:
-                    waited: dict[str, Any] = await trigger.wait()
-                    return waited
-                finally:
-                    await close_shared_session()
-
-            event = asyncio.run(wait())
-            memory.enter("worker")
+    try:
+        while True:
+            stretches += 1
+            try:
+                result = operator.execute(context) if event is None else operator.execute_complete(context, event)
+                break
+            except TaskDeferred as deferred:
+                event = triggerer.wait(deferred.trigger)
+    finally:
+        triggerer_stats = triggerer.close()
     wall = time.monotonic() - started
+    worker_peak = hwm_bytes() - baseline
     load_started = time.perf_counter()
     Ledger(str(output)).load()
     ledger_load = time.perf_counter() - load_started
-    memory.stop()
-    ledger_bytes = (output / ".hitpaw" / "ledger.jsonl").stat().st_size
     return {
         "items": n,
         "counts": result["counts"],
         "stretches": stretches,
         "wall_s": wall,
-        "baseline_rss": baseline,
-        "worker_peak_growth": memory.peaks.get("worker", baseline) - baseline,
-        "trigger_growth": memory.growth.get("trigger", 0),
-        "trigger_peak_growth": memory.peaks.get("trigger", baseline) - baseline,
+        "worker_baseline_rss": baseline,
+        "worker_peak_growth": worker_peak,
+        "triggerer_peak_growth": triggerer_stats["peak_growth"],
+        "triggerer_waits": triggerer_stats["waits"],
         "ledger_load_s": ledger_load,
-        "ledger_bytes": ledger_bytes,
+        "ledger_bytes": (output / ".hitpaw" / "ledger.jsonl").stat().st_size,
     }
 
 
 def main() -> None:
+    if sys.argv[1] == "--triggerer":
+        triggerer_main()
+        return
     with open(sys.argv[1], encoding="utf-8") as handle:
         spec = json.load(handle)
     with tempfile.TemporaryDirectory(prefix="hitpaw-bench-batch-") as tmp:

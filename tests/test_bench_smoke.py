@@ -10,7 +10,8 @@ import importlib
 import pytest
 
 MODULES = ["common", "http_pattern", "trigger_client", "download_client", "parse_client",
-           "bench_triggers", "bench_hook", "bench_download", "bench_upload", "upload_client", "bench_ratelimit", "bench_parse", "worker_slots", "run"]
+           "bench_triggers", "bench_hook", "bench_download", "bench_upload", "upload_client", "bench_ratelimit", "bench_parse", "worker_slots", "bench_batch", "batch_memory_client",
+           "jobs_trigger_client", "run"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -63,3 +64,14 @@ def test_worker_slot_benchmark_finds_the_deployment_harness() -> None:
     from bench import worker_slots
 
     assert hasattr(worker_slots.deployment_module(), "Deployment")
+
+
+def test_batch_benchmark_memory_smoke() -> None:
+    from bench import bench_batch
+    from bench.common import BenchResult
+
+    result = BenchResult("batch")
+    memory = bench_batch.measure_memory([5, 10], 4, log=lambda *_: None)
+    bench_batch.memory_rows(result, memory)
+    assert memory[10]["counts"] == {"failed": 10} and memory[10]["triggerer_waits"] >= 2, memory
+    assert any("worker peak RSS growth" in row.metric for row in result.rows)
