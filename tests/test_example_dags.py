@@ -123,21 +123,17 @@ def test_batch(airflow_db, hitpaw_default, deferrable):
 
 
 @pytest.mark.parametrize("deferrable", MODES)
-def test_batch_folder_enhances_the_folder_once_and_announces_the_asset(
-    airflow_db, hitpaw_default, tmp_path, monkeypatch, deferrable
-):
-    import os
+def test_batch_folder_enhances_the_folder_once_and_announces_the_asset(airflow_db, hitpaw_default, deferrable):
     import shutil
 
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    # One folder for both modes: on Airflow 3.1, dag.test() registers a DAG's outlet assets only the
-    # first time that DAG is seen, and an asset event needs a registered asset.
-    output = airflow_db.parent / f"batch-folder-{os.getpid()}" / "enhanced"
+    from tests.support.airflow_home import BATCH_FOLDER_OUTPUT
+
+    output = BATCH_FOLDER_OUTPUT  # the session's (see airflow_home): emptied, so the first run pays
     shutil.rmtree(output, ignore_errors=True)
-    monkeypatch.setenv("HITPAW_BATCH_OUTPUT", str(output) + "/")
     dag = load_dag(airflow_db, "example_hitpaw_batch_folder.py", "example_hitpaw_batch_folder")
     configure(dag, deferrable=deferrable)
     run = dag.test()

@@ -29,6 +29,10 @@ os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}"
+# example_hitpaw_batch_folder's output folder, which is also its outlet asset: one for the whole session,
+# since Airflow 3.1 registers a DAG's assets once, whichever test (or DAG-folder parse) sees it first.
+BATCH_FOLDER_OUTPUT = AIRFLOW_HOME / "batch-folder" / "enhanced"
+os.environ["HITPAW_BATCH_OUTPUT"] = f"{BATCH_FOLDER_OUTPUT}/"
 
 
 @pytest.fixture(scope="session")
