@@ -8,7 +8,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 STAMP := $(VENV)/.installed$(if $(AIRFLOW_VERSION),-$(AIRFLOW_VERSION))
 PYTEST_ARGS ?=
 
-.PHONY: install test test-system system-deps lint typecheck demo demo-video clean chaos bench bench-quick bench-deps
+.PHONY: install test test-system system-deps bench-system lint typecheck demo demo-video clean chaos bench bench-quick bench-deps
 
 install: $(STAMP)
 
@@ -35,6 +35,12 @@ system-deps: $(STAMP)
 
 test-system: system-deps
 	$(PY) -m pytest -m system tests/system $(PYTEST_ARGS)
+
+# Benchmark 6 (worker slots) on the CeleryExecutor + PostgreSQL + Redis deployment of the system tests,
+# against its LocalExecutor figures in the same run. Prints its table; BENCH_SYSTEM_ARGS=--quick is shorter.
+BENCH_SYSTEM_ARGS ?=
+bench-system: system-deps
+	$(PY) -m bench.celery_worker_slots $(BENCH_SYSTEM_ARGS)
 
 # The sdist and the wheel: built, checked with twine, installed in a fresh venv and used there (the
 # provider imported, the sandbox started from the wheel): a file missing from the wheel fails here.
