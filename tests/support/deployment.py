@@ -16,6 +16,13 @@ throw-away ``AIRFLOW_HOME`` (``tests/airflow_home.py``) is neither used nor touc
 
 SQLite and LocalExecutor: Airflow 3 accepts the pair (``airflow standalone`` runs just that); the
 scheduler, LocalExecutor workers, triggerer and DAG processor share the one database file.
+
+With ``celery_workers`` (and a database server in ``env``, a ``broker_url``) it runs CeleryExecutor
+instead: ``airflow celery worker`` processes named ``celery-worker-N``. With ``triggerers`` above one it
+runs ``triggerer-1``... one after the other, each one's job id known (:meth:`Deployment.start_triggerer`),
+so that a test can kill the one running a given trigger. :meth:`Deployment.restarting_exited` acts as a
+process supervisor for a while (Airflow's components exit when their database goes away), and
+:meth:`Deployment.restore_components` starts again whatever is down (``tests/system/``).
 """
 
 from __future__ import annotations
