@@ -6,7 +6,9 @@ one ``EnhancePhotoBatchOperator`` over ``PHOTOS`` copies of the sample photo, de
 While it runs the test kills, with SIGKILL:
 
 1. the task runner (the process that submits and writes the ledger) of the first try, while it is
-   submitting: after a random number of submissions;
+   submitting: after a random number of submissions, while the sandbox holds back the reply of one
+   that created and charged a job (``slow`` fault), so that the ledger has its intent and no job id:
+   an unknown outcome, which the retry resubmits (``on_unknown_outcome="resubmit"``);
 2. the task runner of a later try, a random moment right after a resume (saving results, submitting);
 3. the triggerer, while the batch is deferred on its trigger; a new triggerer is started.
 
@@ -121,15 +123,21 @@ def test_batch_killed_workers_and_triggerer_finish_every_photo_charged_once(tmp_
             runners = RunnerWatch(deployment)
             worker_kills = 0
 
-            # 1. The first try's task runner, while it submits.
+            # 1. The first try's task runner, while it submits: between a POST that created (and
+            # charged) a job and the ledger's record of it, the sandbox holding that reply back.
             first = runners.next_start(90, "the first try's task runner")
             after = rng.randint(2, MAX_IN_FLIGHT - 4)
-            deployment.wait_until(lambda: len(submissions(sandbox)) >= after, 60,
-                                  f"{after} submissions", SCAN_SECONDS)
+            deployment.wait_until(lambda: len(submissions(sandbox)) >= after - 1, 60,
+                                  f"{after - 1} submissions", SCAN_SECONDS)
+            sandbox.set_faults(slow=1.0, slow_seconds=30.0, fault_endpoints={"submit"})
+            base = len(submissions(sandbox))  # every later submission was processed with the fault on
+            held = deployment.wait_until(lambda: submissions(sandbox)[base:], 30,
+                                         "a submission whose reply is held back", SCAN_SECONDS)
             assert sigkill(first), "the first try had ended before it was killed"
+            sandbox.set_faults(slow=0.0)
             worker_kills += 1
-            note(f"killed the first start after {len(submissions(sandbox))} submissions "
-                          f"(aimed at {after})")
+            lost_reply = held[0]["img_url"]
+            note(f"killed the first start at submission {len(submissions(sandbox))}, its reply held back")
 
             # 2. A later try's task runner, right after a resume (a start that follows a deferral).
             start = runners.next_start(60, "the retry's task runner")
@@ -200,6 +208,7 @@ def test_batch_killed_workers_and_triggerer_finish_every_photo_charged_once(tmp_
         elif record.get("event") == "submitted" and not record.get("repoll"):
             recorded_jobs[record["source"]].add(record["job_id"])
     unknown = {url: intents[url] - len(recorded_jobs[url]) for url in urls if intents[url] > len(recorded_jobs[url])}
+    assert lost_reply in unknown, (lost_reply, unknown)  # the kill between the POST and the ledger's record
     charged_jobs: dict[str, set[str]] = defaultdict(set)
     for submission in stats["submissions"]:
         charged_jobs[submission["img_url"]].add(submission["job_id"])
