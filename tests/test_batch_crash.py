@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from tests.support.deployment import Deployment, RunWatch
-from tests.support.task_processes import sigkill, task_runners
+from tests.support.task_processes import sigkill, task_runners, task_starts
 
 #: Whole test, deployment startup included; each wait below is also bounded by it.
 DEADLINE_SECONDS = 240
@@ -181,7 +181,7 @@ def test_batch_killed_workers_and_triggerer_finish_every_photo_charged_once(tmp_
             summary = deployment.api(
                 "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run.run_id}/taskInstances/{TASK_ID}/xcomEntries/return_value"
             )["value"]
-            starts = len(deployment.event_logs(run, TASK_ID, "running"))
+            starts = task_starts(deployment, run, TASK_ID, int(ti["try_number"]))
     finally:
         stats = sandbox.stats() if sandbox.returncode is None else {}
         sandbox.stop()
@@ -227,7 +227,7 @@ def test_batch_killed_workers_and_triggerer_finish_every_photo_charged_once(tmp_
     orphans = sum(len(charged_jobs[url] - recorded_jobs[url]) for url in urls)
     assert max(stats["peak_in_flight_by_key"].values()) <= MAX_IN_FLIGHT + orphans, stats["peak_in_flight_by_key"]
 
-    outcome = (f"{'; '.join(events)}; {ti['try_number']} tries, {starts or 'n/a'} task starts; unknown outcomes: "
+    outcome = (f"{'; '.join(events)}; {ti['try_number']} tries, {starts} task starts; unknown outcomes: "
                f"{len(unknown)} item(s) ({sum(unknown.values())} intent(s) without a job id), "
                f"{orphans} orphaned charge(s); {time.monotonic() - started:.0f} s")
     print(f"batch crash test: {outcome}")
