@@ -21,7 +21,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,16 +133,15 @@ def _lines(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, separators=(",", ":"), sort_keys=True) + "\n" for r in records).encode()
 
 
-def _parse(data: bytes) -> list[dict[str, Any]]:
-    records = []
-    for line in data.splitlines():
+def _parse(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The records of ``lines``, one at a time (a ledger is folded as it is read, never held whole)."""
+    for line in lines:
         try:
             record = json.loads(line)
         except ValueError:  # cut by a crash mid-write
             continue
         if isinstance(record, dict):
-            records.append(record)
-    return records
+            yield record
 
 
 class _LocalStore:
@@ -152,11 +151,13 @@ class _LocalStore:
         self.path = path
         self.location = str(path)
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self) -> Iterator[dict[str, Any]]:
         try:
-            return _parse(self.path.read_bytes())
+            handle = self.path.open("rb")
         except FileNotFoundError:
-            return []
+            return
+        with handle:
+            yield from _parse(handle)
 
     def write(self, records: list[dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,11 +193,9 @@ class _SegmentStore:
         except (FileNotFoundError, NotADirectoryError):  # nothing written yet
             return []
 
-    def read(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    def read(self) -> Iterator[dict[str, Any]]:
         for segment in self._segments():
-            records += _parse(segment.read_bytes())
-        return records
+            yield from _parse(segment.read_bytes().splitlines())
 
     def write(self, records: list[dict[str, Any]]) -> None:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"

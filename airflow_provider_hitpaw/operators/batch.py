@@ -262,6 +262,15 @@ class EnhancePhotoBatchOperator(BaseOperator):
             waiting = run.jobs_to_poll()
             if not waiting:
                 return run.finish()
+            if self.deferrable and run.has_more_to_submit():
+                # One round of polls from the worker first: when enough jobs ended while it submitted,
+                # refilling now beats a deferral that would fire on its first poll.
+                look = run.trigger(waiting)
+                if run.record_ended(asyncio.run(look.wait(self.hook.settings, max_rounds=1))) >= look.fire_after:
+                    continue
+                waiting = run.jobs_to_poll()
+                if not waiting:
+                    continue
             trigger = run.trigger(waiting)
             if self.deferrable:
                 self.defer(
@@ -506,6 +515,8 @@ class _Attempt:
         return any(self._needs_submission(key) and key not in self.left_out for key in self.keys)
 
     def trigger(self, jobs: dict[str, str]) -> Any:
+        """The wait for ``jobs``, until ``refill_after`` of them end, all do, or the earliest job's
+        deadline."""
         from airflow_provider_hitpaw.triggers.jobs import HitPawJobsTrigger
 
         now = time.time()
@@ -527,12 +538,15 @@ class _Attempt:
             poll_interval=self.op.poll_interval,
         )
 
-    def record_ended(self, event: dict[str, Any]) -> None:
+    def record_ended(self, event: dict[str, Any]) -> int:
+        """Save or record every job the event says ended; return how many."""
         jobs = self.jobs_to_poll()
+        ended = 0
         for job_id, result in ended_jobs_from_event(event):
             key = jobs.get(job_id)
             if key is None:
                 continue
+            ended += 1
             entry = self.state.items[key]
             base = {"item": key, "job_id": job_id, "source": entry.get("source"), "model": entry.get("model")}
             if isinstance(result, CompletedJob):
@@ -551,6 +565,7 @@ class _Attempt:
                 if float(entry.get("deadline") or 0) <= now:
                     self._write({"item": key, "job_id": job_id, "event": records.STALLED, "reason": outcomes.TIMED_OUT,
                                  "source": entry.get("source"), "model": entry.get("model")})
+        return ended
 
     def _save(self, base: dict[str, Any], completed: CompletedJob) -> None:
         try:

@@ -89,11 +89,13 @@ class HitPawJobsTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield TriggerEvent(await self.wait())  # type: ignore[no-untyped-call,unused-ignore]
 
-    async def wait(self, settings: HitPawSettings | None = None) -> dict[str, Any]:
+    async def wait(self, settings: HitPawSettings | None = None, *, max_rounds: int | None = None) -> dict[str, Any]:
         """The wait itself: also what the batch operator runs in the worker when not deferrable.
 
         :param settings: the connection as a worker's sync hook read it (no async lookup then).
+        :param max_rounds: stop after this many rounds of polls (the worker's one look before deferring).
         """
+        rounds = 0
         hook = self._hook()
         if settings is not None:
             hook.use_settings(settings)
@@ -143,7 +145,8 @@ class HitPawJobsTrigger(BaseTrigger):
             else:
                 throttled_rounds = 0
             pending = not_asked + still_pending
-            if not pending or len(ended) >= self.fire_after:
+            rounds += 1
+            if not pending or len(ended) >= self.fire_after or (max_rounds is not None and rounds >= max_rounds):
                 break
             await asyncio.sleep(max(0.0, min(pause, self.deadline - time.time())))
         self.log.info("%d of %d HitPaw jobs ended; %d still running", len(ended), len(self.job_ids), len(pending))
