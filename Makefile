@@ -36,11 +36,13 @@ system-deps: $(STAMP)
 test-system: system-deps
 	$(PY) -m pytest -m system tests/system $(PYTEST_ARGS)
 
-# Benchmark 6 (worker slots) on the CeleryExecutor + PostgreSQL + Redis deployment of the system tests,
-# against its LocalExecutor figures in the same run. Prints its table; BENCH_SYSTEM_ARGS=--quick is shorter.
+# Benchmarks 6 (worker slots) and 7 (the batch) on the CeleryExecutor + PostgreSQL + Redis deployment of
+# the system tests, each against its LocalExecutor figures in the same run. Prints their tables;
+# BENCH_SYSTEM_ARGS=--quick is shorter.
 BENCH_SYSTEM_ARGS ?=
 bench-system: system-deps
 	$(PY) -m bench.celery_worker_slots $(BENCH_SYSTEM_ARGS)
+	$(PY) -m bench.celery_batch $(BENCH_SYSTEM_ARGS)
 
 # The sdist and the wheel: built, checked with twine, installed in a fresh venv and used there (the
 # provider imported, the sandbox started from the wheel): a file missing from the wheel fails here.

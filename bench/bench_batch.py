@@ -27,12 +27,15 @@ the same photos as mapped ``EnhancePhotoOperator`` tasks, and the batch's memory
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +134,9 @@ class TriggererMeter:
         self.peak_rss = 0
 
     def pids(self) -> list[int]:
-        return list(self.helper.process_tree(self.deployment.components["triggerer"].process.pid))
+        # Every triggerer of the deployment (the Celery one has two, ``triggerer-1`` and ``triggerer-2``).
+        return [pid for name in self.deployment.triggerer_names
+                for pid in self.helper.process_tree(self.deployment.components[name].process.pid)]
 
     def cpu(self) -> float:
         total = 0.0
@@ -167,7 +172,30 @@ def _wait_sampling(deployment: Any, run: Any, timeout: float, meter: TriggererMe
     deployment.wait_for_runs([run], timeout, until=done, what=what, interval=1.0)
 
 
-def measure_deployment(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+#: Opens the deployment measured: ``(env, {file name: DAG source}, budget in seconds)`` to a context
+#: manager yielding a started ``tests.support.deployment.Deployment``.
+OpenDeployment = Callable[[dict[str, str], dict[str, str], float], AbstractContextManager[Any]]
+
+
+@contextlib.contextmanager
+def local_deployment(env: dict[str, str], dag_sources: dict[str, str], budget: float, slots: int) -> Any:
+    """The LocalExecutor/SQLite deployment with ``slots`` worker slots (the default of :func:`measure_deployment`)."""
+    from tests.support import deployment as helper
+
+    with helper.Deployment(dag_files=[], dag_sources=dag_sources, env=env, parallelism=slots,
+                           deadline_seconds=budget) as deployment:
+        yield deployment
+
+
+def measure_deployment(cfg: dict[str, Any], log: Any, open_deployment: OpenDeployment | None = None,
+                       what: str = "an Airflow deployment") -> dict[str, Any]:
+    """The batch, then the same photos as mapped tasks, in a deployment (part 1 and 3 above).
+
+    :param cfg: photos, job_seconds, rate, max_in_flight, slots, poll_interval.
+    :param log: where progress goes.
+    :param open_deployment: opens the deployment; by default :func:`local_deployment` with ``slots``.
+    :param what: the deployment's name in the progress lines.
+    """
     from tests.support import deployment as helper
     from tests.support.task_processes import task_starts
 
@@ -184,9 +212,9 @@ def measure_deployment(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
                 max_in_flight=cfg["max_in_flight"], rate=rate, poll_interval=cfg["poll_interval"], slots=cfg["slots"],
             )
             budget = 240 + 4 * bound
-            log(f"  starting an Airflow deployment ({cfg['slots']} worker slots)")
-            with helper.Deployment(dag_files=[], dag_sources={"bench_batch.py": source}, env=conn_env(sandbox.base_url),
-                                   parallelism=cfg["slots"], deadline_seconds=budget) as deployment:
+            log(f"  starting {what} ({cfg['slots']} worker slots)")
+            opener = open_deployment or (lambda env, dags, seconds: local_deployment(env, dags, seconds, cfg["slots"]))
+            with opener(conn_env(sandbox.base_url), {"bench_batch.py": source}, budget) as deployment:
                 dag_ids = [WARMUP_DAG, BATCH_DAG, MAPPED_DAG]
                 deployment.wait_for_dags(dag_ids)
                 for dag_id in dag_ids:
@@ -358,7 +386,8 @@ def run(deployment: bool, photos: int, job_seconds: float, rate: float, max_in_f
     return result
 
 
-def deployment_rows(result: BenchResult, figures: dict[str, Any], cfg: dict[str, Any]) -> None:
+def deployment_rows(result: BenchResult, figures: dict[str, Any], cfg: dict[str, Any],
+                    setup: str = "separate scheduler, triggerer, DAG processor, API server; LocalExecutor, SQLite") -> None:
     photos, job_seconds, rate = cfg["photos"], cfg["job_seconds"], cfg["rate"]
     max_in_flight, slots, poll_interval = cfg["max_in_flight"], cfg["slots"], cfg["poll_interval"]
     batch, mapped, bound = figures["batch"], figures["mapped"], figures["bound"]
@@ -382,8 +411,7 @@ def deployment_rows(result: BenchResult, figures: dict[str, Any], cfg: dict[str,
             f"{mapped_cpu:.0f} us", batch_cpu / mapped_cpu if mapped_cpu > 0 else None),
     ]
     result.notes += [
-        f"real deployment (separate scheduler, triggerer, DAG processor, API server; LocalExecutor, SQLite, "
-        f"parallelism {slots}); sandbox jobs of {job_seconds:g} s with real image work; rate limit {rate:g} "
+        f"real deployment ({setup}, parallelism {slots}); sandbox jobs of {job_seconds:g} s with real image work; rate limit {rate:g} "
         f"submissions/s (status polls not limited); batch: submits_per_second {rate:g}, max_in_flight "
         f"{max_in_flight} (refill_after {max(1, -(-max_in_flight // 2))}), poll_interval {poll_interval:g} s; "
         f"a steady stream needs only rate x job = {rate * job_seconds:.0f} jobs in flight.",

@@ -11,7 +11,7 @@ import pytest
 
 MODULES = ["common", "http_pattern", "trigger_client", "download_client", "parse_client", "bench_triggers",
            "bench_hook", "bench_download", "bench_upload", "upload_client", "bench_ratelimit", "bench_parse",
-           "worker_slots", "celery_worker_slots", "bench_batch", "batch_memory_client", "jobs_trigger_client", "run"]
+           "worker_slots", "celery_worker_slots", "bench_batch", "celery_batch", "batch_memory_client", "jobs_trigger_client", "run"]
 
 
 @pytest.mark.parametrize("name", MODULES)
