@@ -70,7 +70,7 @@ def run(photos: int, job_seconds: float, rate: float, max_in_flight: int, slots:
     opener = celery_opener(slots)  # fails before the baseline's minutes if the Celery stack cannot start
     local = bench_batch.measure_deployment(cfg, log, what="a LocalExecutor/SQLite deployment")
     celery = bench_batch.measure_deployment(
-        cfg, log, opener, what=f"a CeleryExecutor deployment (2 workers x {max(1, slots // 2)} slots)")
+        cfg, log, opener, what="a CeleryExecutor deployment with 2 workers")
 
     baseline = BenchResult("celery_batch")
     bench_batch.deployment_rows(baseline, local, cfg)
