@@ -62,7 +62,7 @@ demo: $(STAMP)
 demo-video: $(STAMP)
 	$(PY) scripts/demo_video.py
 
-# Benchmarks (bench/): the full run rewrites BENCHMARKS.md; the quick one (CI, under three minutes)
+# Benchmarks (bench/): the full run rewrites BENCHMARKS.md; the quick one (CI, about five minutes)
 # only prints its table. Both exit 0 when a target is missed, and fail only if a benchmark breaks.
 bench-deps: $(STAMP)
 	@$(PY) -c "import airflow.providers.http" 2>/dev/null || $(PY) -m pip install $(PIP_FLAGS) -e ".[bench]"
