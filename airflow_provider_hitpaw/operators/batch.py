@@ -21,6 +21,7 @@ from airflow_provider_hitpaw.batch.ledger import Ledger, LedgerState
 from airflow_provider_hitpaw.batch.manifest import count_outcomes, write_manifest
 from airflow_provider_hitpaw.batch.pacing import Pacer
 from airflow_provider_hitpaw.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH
 from airflow_provider_hitpaw.downloads import check_writable_destination
 from airflow_provider_hitpaw.errors import (
     HitPawAuthError,
@@ -468,7 +469,7 @@ class _Attempt:
         self._write({**base, "event": records.INTENT, "estimate": price,
                      "resubmitted_unknown": bool(resubmitting_unknown)})
         try:
-            job = self.hook.submit(_photo_path(), payload)
+            job = self.hook.submit(PHOTO_ENHANCER_PATH, payload)
         except HitPawSubmitOutcomeUnknownError as err:
             self._write({**base, "event": records.UNKNOWN, **_error_fields(err), "estimate": price,
                          "resubmitted_unknown": bool(resubmitting_unknown)})
@@ -675,12 +676,6 @@ def output_asset(output_path: Any) -> Any:
     local = local_folder(output_path)
     uri = local.absolute().as_uri() if local is not None else str(output_path)
     return Asset(uri=uri.rstrip("/") + "/")
-
-
-def _photo_path() -> str:
-    from airflow_provider_hitpaw.contract.endpoints import PHOTO_ENHANCER_PATH
-
-    return PHOTO_ENHANCER_PATH
 
 
 def _error_fields(err: BaseException) -> dict[str, Any]:

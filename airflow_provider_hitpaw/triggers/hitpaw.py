@@ -25,8 +25,17 @@ if TYPE_CHECKING:  # the hook module is imported when a trigger runs, not when a
 
 #: The longest pause after a run of transient errors.
 MAX_ERROR_BACKOFF_SECONDS = 60.0
-# One attempt per poll: the trigger counts transient errors itself, across polls.
-_SINGLE_ATTEMPT = RetryPolicy(max_attempts=1, max_retry_seconds=0)
+# One attempt per poll: the triggers count transient errors themselves, across polls.
+SINGLE_ATTEMPT = RetryPolicy(max_attempts=1, max_retry_seconds=0)
+
+
+def error_pause(poll_interval: float, errors_in_a_row: int, err: BaseException) -> float:
+    """The pause after a run of transient errors: doubling from the poll interval, at most
+    :data:`MAX_ERROR_BACKOFF_SECONDS`, never shorter than a 429's ``Retry-After``."""
+    pause = min(MAX_ERROR_BACKOFF_SECONDS, poll_interval * 2.0 ** (errors_in_a_row - 1))
+    if isinstance(err, HitPawRateLimitError) and err.retry_after is not None:
+        pause = max(pause, float(err.retry_after))
+    return pause
 
 
 class HitPawTaskStatusTrigger(BaseTrigger):
@@ -83,7 +92,7 @@ class HitPawTaskStatusTrigger(BaseTrigger):
     def _hook(self) -> HitPawAsyncHook:
         from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook
 
-        return HitPawAsyncHook(self.hitpaw_conn_id, retry_policy=_SINGLE_ATTEMPT)
+        return HitPawAsyncHook(self.hitpaw_conn_id, retry_policy=SINGLE_ATTEMPT)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield TriggerEvent(await self._wait())  # type: ignore[no-untyped-call,unused-ignore]
@@ -105,7 +114,7 @@ class HitPawTaskStatusTrigger(BaseTrigger):
                 errors_in_a_row += 1
                 if errors_in_a_row >= self.max_consecutive_errors:
                     return self._request_error(err, f" ({errors_in_a_row} transient errors in a row)")
-                pause = self._error_pause(errors_in_a_row, err)
+                pause = error_pause(self.poll_interval, errors_in_a_row, err)
                 self.log.warning(
                     "HitPaw status of job %s failed (%d of %d allowed in a row): %s; next try in %.1f s",
                     self.job_id, errors_in_a_row, self.max_consecutive_errors, err, pause,
@@ -139,11 +148,6 @@ class HitPawTaskStatusTrigger(BaseTrigger):
         async with asyncio.timeout(remaining):  # costs no extra task per poll, unlike wait_for
             return await hook.get_task_status(self.job_id)
 
-    def _error_pause(self, errors_in_a_row: int, err: HitPawError) -> float:
-        pause = min(MAX_ERROR_BACKOFF_SECONDS, self.poll_interval * 2.0 ** (errors_in_a_row - 1))
-        if isinstance(err, HitPawRateLimitError) and err.retry_after is not None:
-            pause = max(pause, float(err.retry_after))
-        return pause
 
     def _request_error(self, err: BaseException, note: str = "") -> dict[str, Any]:
         return request_error_event(self.job_id, err, note)

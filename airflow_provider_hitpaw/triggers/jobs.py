@@ -18,7 +18,7 @@ from airflow_provider_hitpaw.events import (
     request_error_event,
     success_event,
 )
-from airflow_provider_hitpaw.triggers.hitpaw import _SINGLE_ATTEMPT, MAX_ERROR_BACKOFF_SECONDS
+from airflow_provider_hitpaw.triggers.hitpaw import SINGLE_ATTEMPT, error_pause
 
 if TYPE_CHECKING:
     from airflow_provider_hitpaw.connection import HitPawSettings
@@ -84,7 +84,7 @@ class HitPawJobsTrigger(BaseTrigger):
     def _hook(self) -> HitPawAsyncHook:
         from airflow_provider_hitpaw.hooks.hitpaw import HitPawAsyncHook
 
-        return HitPawAsyncHook(self.hitpaw_conn_id, retry_policy=_SINGLE_ATTEMPT)
+        return HitPawAsyncHook(self.hitpaw_conn_id, retry_policy=SINGLE_ATTEMPT)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield TriggerEvent(await self.wait())  # type: ignore[no-untyped-call,unused-ignore]
@@ -135,12 +135,12 @@ class HitPawJobsTrigger(BaseTrigger):
                         ended.append(request_error_event(job_id, outcome, f" ({count} transient errors in a row)"))
                         continue
                     still_pending.append(job_id)
-                    pause = max(pause, self._error_pause(count, outcome))
+                    pause = max(pause, error_pause(self.poll_interval, count, outcome))
             if self._throttled_at is not None:
                 # Back off further only while whole rounds are refused; a round that got answers
                 # just waits as asked.
                 throttled_rounds = 1 if answered else throttled_rounds + 1
-                pause = max(pause, self._error_pause(throttled_rounds, self._throttle_error))
+                pause = max(pause, error_pause(self.poll_interval, throttled_rounds, self._throttle_error))
                 self.log.info("HitPaw asked to slow down (429): next round of polls in %.1f s", pause)
             else:
                 throttled_rounds = 0
@@ -171,9 +171,3 @@ class HitPawJobsTrigger(BaseTrigger):
                 self.log.exception("Unexpected error while polling HitPaw job %s", job_id)
                 return err
 
-    def _error_pause(self, errors_in_a_row: int, err: BaseException) -> float:
-        """Doubling from the poll interval, at most a minute, never shorter than a 429's Retry-After."""
-        pause = min(MAX_ERROR_BACKOFF_SECONDS, self.poll_interval * 2.0 ** (errors_in_a_row - 1))
-        if isinstance(err, HitPawRateLimitError) and err.retry_after is not None:
-            pause = max(pause, float(err.retry_after))
-        return pause
